@@ -1,0 +1,25 @@
+//! ytdlp-host: run yt-dlp behind rotating proxies chosen by WebAssembly
+//! component plugins.
+//!
+//! Where things happen:
+//! - [`config`]: the TOML configuration;
+//! - [`loading`]: finding plugin files, checking and compiling them
+//!   ([`compile_cache`] keeps compiled code);
+//! - [`sandbox`]: what a plugin may reach (grants) and its limits;
+//! - [`backend`]: calls into a plugin (`get-proxy`, `report-*`, `get-stats`);
+//! - [`download`]: one URL: choose a proxy, run yt-dlp, report, retry;
+//! - [`ytdlp_run`]: spawning yt-dlp; [`ytdlp_locate`]: finding it;
+//! - [`classify`]: why a run failed; [`proxy_url`]: validation, masking;
+//! - [`cli`]: the `ytdlp-host` command line.
+
+pub mod backend;
+pub mod classify;
+pub mod cli;
+pub mod compile_cache;
+pub mod config;
+pub mod download;
+pub mod loading;
+pub mod proxy_url;
+pub mod sandbox;
+pub mod ytdlp_locate;
+pub mod ytdlp_run;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    ytdlp_host::cli::main()
+}
