@@ -12,5 +12,8 @@ fn main() {
     build_guests::rerun_if_changed(&workspace, &["wit", "plugins/memory", "Cargo.lock"]);
     println!("cargo:rerun-if-changed=build_guests.rs");
     let wasm = build_guests::build_guests(&workspace, &["ytdlp-plugin-memory"]);
-    println!("cargo:rustc-env=YTDLP_HOST_MEMORY_PLUGIN={}", wasm[0].display());
+    println!(
+        "cargo:rustc-env=YTDLP_HOST_MEMORY_PLUGIN={}",
+        wasm[0].display()
+    );
 }

@@ -25,7 +25,14 @@ pub fn build_guests(workspace: &Path, packages: &[&str]) -> Vec<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--locked", "--profile", "guest", "--target", GUEST_TARGET])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            "guest",
+            "--target",
+            GUEST_TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for p in packages {

@@ -86,7 +86,9 @@ pub enum BackendError {
         call: Call,
         reason: String,
     },
-    #[error("plugin `{plugin}`: not restarted yet after repeated crashes (next try in {wait_ms} ms)")]
+    #[error(
+        "plugin `{plugin}`: not restarted yet after repeated crashes (next try in {wait_ms} ms)"
+    )]
     CoolingOff { plugin: String, wait_ms: u64 },
 }
 
@@ -453,7 +455,11 @@ impl Backend {
         }
     }
 
-    pub fn report_success(&mut self, proxy: &ProxyUrl, options: &Options) -> Result<(), BackendError> {
+    pub fn report_success(
+        &mut self,
+        proxy: &ProxyUrl,
+        options: &Options,
+    ) -> Result<(), BackendError> {
         self.call(Call::ReportSuccess, |l| {
             l.backend
                 .call_report_success(&mut l.store, proxy.expose(), options)
@@ -477,7 +483,10 @@ impl Backend {
     }
 
     /// `Ok(None)` when the plugin does not export `stats`.
-    pub fn get_stats(&mut self, options: &Options) -> Result<Option<Vec<ProxyStats>>, BackendError> {
+    pub fn get_stats(
+        &mut self,
+        options: &Options,
+    ) -> Result<Option<Vec<ProxyStats>>, BackendError> {
         if !self.plugin.has_stats {
             return Ok(None);
         }

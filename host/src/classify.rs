@@ -153,29 +153,144 @@ mod tests {
     /// requests installed, recorded on loopback against tinyproxy and
     /// microsocks.
     const FIXTURES: &[(&str, &str, bool, FailureKind)] = &[
-        ("urllib", include_str!("../fixtures/stderr/urllib-http-proxy-refused.txt"), false, ProxyConnect),
-        ("requests", include_str!("../fixtures/stderr/requests-http-proxy-refused.txt"), false, ProxyConnect),
-        ("urllib", include_str!("../fixtures/stderr/urllib-socks-refused.txt"), false, ProxyConnect),
-        ("requests", include_str!("../fixtures/stderr/requests-socks-refused.txt"), false, ProxyConnect),
-        ("urllib", include_str!("../fixtures/stderr/urllib-blackhole.txt"), false, ProxyTimeout),
-        ("requests", include_str!("../fixtures/stderr/requests-blackhole.txt"), false, ProxyTimeout),
-        ("urllib", include_str!("../fixtures/stderr/urllib-407.txt"), false, ProxyAuth),
-        ("requests", include_str!("../fixtures/stderr/requests-407.txt"), false, ProxyAuth),
-        ("urllib", include_str!("../fixtures/stderr/urllib-wrong-password.txt"), true, ProxyAuth),
-        ("requests", include_str!("../fixtures/stderr/requests-wrong-password.txt"), true, ProxyAuth),
-        ("urllib", include_str!("../fixtures/stderr/urllib-socks-auth.txt"), false, ProxyAuth),
-        ("requests", include_str!("../fixtures/stderr/requests-socks-auth.txt"), false, ProxyAuth),
-        ("urllib", include_str!("../fixtures/stderr/urllib-404.txt"), false, Content),
-        ("requests", include_str!("../fixtures/stderr/requests-404.txt"), false, Content),
-        ("urllib", include_str!("../fixtures/stderr/urllib-429.txt"), false, Blocked),
-        ("requests", include_str!("../fixtures/stderr/requests-429.txt"), false, Blocked),
-        ("urllib", include_str!("../fixtures/stderr/urllib-403.txt"), false, Blocked),
-        ("requests", include_str!("../fixtures/stderr/requests-403.txt"), false, Blocked),
-        ("urllib", include_str!("../fixtures/stderr/urllib-unsupported.txt"), false, Content),
-        ("requests", include_str!("../fixtures/stderr/requests-unsupported.txt"), false, Content),
-        ("urllib", include_str!("../fixtures/stderr/urllib-not-a-url.txt"), false, Content),
-        ("urllib", include_str!("../fixtures/stderr/urllib-target-down-tinyproxy.txt"), false, Unknown),
-        ("requests", include_str!("../fixtures/stderr/requests-target-down-tinyproxy.txt"), false, Unknown),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-http-proxy-refused.txt"),
+            false,
+            ProxyConnect,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-http-proxy-refused.txt"),
+            false,
+            ProxyConnect,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-socks-refused.txt"),
+            false,
+            ProxyConnect,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-socks-refused.txt"),
+            false,
+            ProxyConnect,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-blackhole.txt"),
+            false,
+            ProxyTimeout,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-blackhole.txt"),
+            false,
+            ProxyTimeout,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-407.txt"),
+            false,
+            ProxyAuth,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-407.txt"),
+            false,
+            ProxyAuth,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-wrong-password.txt"),
+            true,
+            ProxyAuth,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-wrong-password.txt"),
+            true,
+            ProxyAuth,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-socks-auth.txt"),
+            false,
+            ProxyAuth,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-socks-auth.txt"),
+            false,
+            ProxyAuth,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-404.txt"),
+            false,
+            Content,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-404.txt"),
+            false,
+            Content,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-429.txt"),
+            false,
+            Blocked,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-429.txt"),
+            false,
+            Blocked,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-403.txt"),
+            false,
+            Blocked,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-403.txt"),
+            false,
+            Blocked,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-unsupported.txt"),
+            false,
+            Content,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-unsupported.txt"),
+            false,
+            Content,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-not-a-url.txt"),
+            false,
+            Content,
+        ),
+        (
+            "urllib",
+            include_str!("../fixtures/stderr/urllib-target-down-tinyproxy.txt"),
+            false,
+            Unknown,
+        ),
+        (
+            "requests",
+            include_str!("../fixtures/stderr/requests-target-down-tinyproxy.txt"),
+            false,
+            Unknown,
+        ),
     ];
 
     #[test]
@@ -194,12 +309,24 @@ mod tests {
     #[test]
     fn written_rules() {
         let c = |s: &str| classify(s, Some(1), false);
-        assert_eq!(c("ERROR: [youtube] x: Sign in to confirm you're not a bot"), Blocked);
+        assert_eq!(
+            c("ERROR: [youtube] x: Sign in to confirm you're not a bot"),
+            Blocked
+        );
         assert_eq!(c("ERROR: Unsupported proxy type: \"ftp\""), ProxyConnect);
         assert_eq!(c("/usr/bin/python3: No module named yt_dlp"), Host);
-        assert_eq!(classify("yt-dlp: error: no such option: --bogus", Some(2), false), Host);
-        assert_eq!(c("ERROR: unable to download video data: HTTP Error 500: Internal Server Error"), Content);
-        assert_eq!(c("ERROR: \r[download] Got error: timed out. Giving up after 2 retries"), ProxyTimeout);
+        assert_eq!(
+            classify("yt-dlp: error: no such option: --bogus", Some(2), false),
+            Host
+        );
+        assert_eq!(
+            c("ERROR: unable to download video data: HTTP Error 500: Internal Server Error"),
+            Content
+        );
+        assert_eq!(
+            c("ERROR: \r[download] Got error: timed out. Giving up after 2 retries"),
+            ProxyTimeout
+        );
         assert_eq!(c("ERROR: something new"), Unknown);
         assert_eq!(c(""), Unknown);
         // 401 from a target site (no proxy credentials) is the content's.

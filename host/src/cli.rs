@@ -133,7 +133,9 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         return Err(format!("`{s}` has an empty key"));
     }
     if k.starts_with("host.") {
-        return Err(format!("`{k}`: keys starting with `host.` are reserved for the host"));
+        return Err(format!(
+            "`{k}`: keys starting with `host.` are reserved for the host"
+        ));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -168,11 +170,14 @@ fn init_logging(g: &Global) {
         (false, 1) => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("YTDLP_HOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ytdlp_host={default},warn")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("YTDLP_HOST_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("ytdlp_host={default},warn"))
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();
@@ -224,7 +229,10 @@ impl App {
             .unwrap_or_else(|| config::config_dir().join("plugins"));
         let engine = sandbox::engine()?;
         let ticker = EpochTicker::start(&engine);
-        let loader = Loader::new(engine, CompileCache::new(config::cache_dir().join("compiled")))?;
+        let loader = Loader::new(
+            engine,
+            CompileCache::new(config::cache_dir().join("compiled")),
+        )?;
         Ok(App {
             plugin_dir,
             backend,
@@ -259,8 +267,12 @@ impl App {
     fn start_backend(&self) -> Result<Backend, StartError> {
         let plugin = loading::find(&self.loader, &self.plugin_dir, &self.backend)
             .map_err(StartError::Load)?;
-        Backend::start(plugin, self.config.plugin(&self.backend), self.init_options())
-            .map_err(StartError::Backend)
+        Backend::start(
+            plugin,
+            self.config.plugin(&self.backend),
+            self.init_options(),
+        )
+        .map_err(StartError::Backend)
     }
 }
 
@@ -318,14 +330,16 @@ async fn download(ctx: &App, args: DownloadArgs) -> Result<ExitCode> {
             Err(e) => return Err(e.into_anyhow()),
         }
     };
-    let (yt_dlp, origin) = ytdlp_locate::locate_or_install(
-        args.yt_dlp.as_deref(),
-        ctx.config.yt_dlp.as_deref(),
-    )?;
+    let (yt_dlp, origin) =
+        ytdlp_locate::locate_or_install(args.yt_dlp.as_deref(), ctx.config.yt_dlp.as_deref())?;
     tracing::info!("yt-dlp: {} (from {origin})", yt_dlp.display());
     let settings = Settings {
         yt_dlp,
-        max_attempts: args.max_attempts.or(ctx.config.max_attempts).unwrap_or(3).max(1),
+        max_attempts: args
+            .max_attempts
+            .or(ctx.config.max_attempts)
+            .unwrap_or(3)
+            .max(1),
         on_no_proxy: policy,
         output: args.output.clone().or_else(|| ctx.config.output.clone()),
         extra_args: args.ytdlp_args.clone(),
@@ -452,7 +466,9 @@ fn print_stats_table(stats: &[ProxyStats]) {
             ProxyState::Active => "active".to_string(),
             ProxyState::Disabled => "disabled".to_string(),
             ProxyState::CoolingDown(until) => {
-                let secs = until.saturating_sub(crate::backend::now_ms()).div_ceil(1000);
+                let secs = until
+                    .saturating_sub(crate::backend::now_ms())
+                    .div_ceil(1000);
                 format!("cooling down ({secs} s)")
             }
         };
@@ -582,7 +598,11 @@ fn plugins_check(ctx: &App, file: &Path) -> Result<ExitCode> {
         "{}: ok: contract {}, exports {}, {} imports, loaded in {:.1} ms ({:?})",
         file.display(),
         plugin.version,
-        if plugin.has_stats { "backend+stats" } else { "backend" },
+        if plugin.has_stats {
+            "backend+stats"
+        } else {
+            "backend"
+        },
         plugin.imports.len(),
         plugin.load_time.as_secs_f64() * 1000.0,
         plugin.cache

@@ -198,9 +198,8 @@ impl Config {
     /// wholly usable or refused.
     pub fn validate(&self) -> Result<()> {
         for (i, p) in self.proxies.iter().enumerate() {
-            proxy_url::validate(p).map_err(|e| {
-                anyhow::anyhow!("proxies[{i}] ({}): {e}", proxy_url::mask(p))
-            })?;
+            proxy_url::validate(p)
+                .map_err(|e| anyhow::anyhow!("proxies[{i}] ({}): {e}", proxy_url::mask(p)))?;
         }
         if self.max_attempts == Some(0) {
             bail!("max_attempts must be at least 1");
@@ -225,7 +224,9 @@ impl Config {
                 }
             }
             if plugin.options.keys().any(|k| k.starts_with("host.")) {
-                bail!("plugins.{name}.options: keys starting with `host.` are reserved for the host");
+                bail!(
+                    "plugins.{name}.options: keys starting with `host.` are reserved for the host"
+                );
             }
             crate::sandbox::validate_grants(&plugin.grants)
                 .with_context(|| format!("plugins.{name}.grants"))?;

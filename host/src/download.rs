@@ -127,17 +127,19 @@ impl Downloader {
                 Some(backend) => {
                     let options = call_options.clone();
                     match call(backend, move |b| b.get_proxy(&options)).await {
-                    Ok(choice) => Some(choice),
-                    Err(e) => match self.settings.on_no_proxy {
-                        NoProxyPolicy::Direct => {
-                            tracing::warn!("{e}; downloading {url} without a proxy (policy `direct`)");
-                            None
-                        }
-                        NoProxyPolicy::Fail => {
-                            result.error = Some(format!("{e} (policy `fail`)"));
-                            return result;
-                        }
-                    },
+                        Ok(choice) => Some(choice),
+                        Err(e) => match self.settings.on_no_proxy {
+                            NoProxyPolicy::Direct => {
+                                tracing::warn!(
+                                    "{e}; downloading {url} without a proxy (policy `direct`)"
+                                );
+                                None
+                            }
+                            NoProxyPolicy::Fail => {
+                                result.error = Some(format!("{e} (policy `fail`)"));
+                                return result;
+                            }
+                        },
                     }
                 }
             };
@@ -162,8 +164,10 @@ impl Downloader {
                             kind: *kind,
                             message: message.clone(),
                         };
-                        call(backend, move |b| b.report_failure(&url, &report, &call_options))
-                            .await
+                        call(backend, move |b| {
+                            b.report_failure(&url, &report, &call_options)
+                        })
+                        .await
                     }
                 };
                 if let Err(e) = delivered {
@@ -189,7 +193,10 @@ impl Downloader {
                     if n < self.settings.max_attempts {
                         tracing::info!(
                             "{url}: attempt {n} through {} failed ({kind}); trying another proxy",
-                            proxy.as_ref().map(|p| p.url.to_string()).unwrap_or_default()
+                            proxy
+                                .as_ref()
+                                .map(|p| p.url.to_string())
+                                .unwrap_or_default()
                         );
                     }
                 }

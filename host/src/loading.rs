@@ -56,7 +56,9 @@ pub enum LoadError {
     CoreModule,
     #[error("not a valid component: {0}")]
     Invalid(String),
-    #[error("does not export `{BACKEND_INTERFACE}` (it exports: {0}); is it built for another world?")]
+    #[error(
+        "does not export `{BACKEND_INTERFACE}` (it exports: {0}); is it built for another world?"
+    )]
     NotAPlugin(String),
     #[error(
         "built for contract {found}; this host accepts {}",
@@ -123,7 +125,12 @@ impl Loader {
     }
 
     /// Every check, in the order a user would want to hear about them.
-    pub fn load_bytes(&self, name: &str, source: Source, bytes: &[u8]) -> Result<Plugin, LoadError> {
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        source: Source,
+        bytes: &[u8],
+    ) -> Result<Plugin, LoadError> {
         let started = Instant::now();
         check_header(bytes)?;
         let (component, cache) = self
@@ -131,9 +138,15 @@ impl Loader {
             .load(&self.engine, bytes)
             .map_err(|e| LoadError::Invalid(one_line(&e)))?;
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let version = contract_version(&exports)?;
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             let foreign: Vec<&str> = imports
                 .iter()
@@ -150,7 +163,9 @@ impl Loader {
             backend::GuestIndices::new(&pre).map_err(|e| LoadError::Exports(one_line(&e)))?;
         let has_stats = exports.iter().any(|e| e == STATS_INTERFACE)
             && matches!(
-                component.get_export(None, STATS_INTERFACE).map(|(item, _)| item),
+                component
+                    .get_export(None, STATS_INTERFACE)
+                    .map(|(item, _)| item),
                 Some(ComponentItem::ComponentInstance(_))
             );
         let stats_indices = if has_stats {
@@ -300,7 +315,10 @@ mod tests {
     #[test]
     fn headers_are_checked_before_compiling() {
         assert!(matches!(check_header(b""), Err(LoadError::Empty)));
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
         assert!(matches!(
             check_header(b"\0asm\x01\0\0\0"),
             Err(LoadError::CoreModule)
@@ -311,7 +329,10 @@ mod tests {
     #[test]
     fn versions_are_named_both_ways() {
         let e = contract_version(&["ytdlp:proxy/backend@0.2.0".into()]).unwrap_err();
-        assert_eq!(e.to_string(), "built for contract 0.2.0; this host accepts 0.1.0");
+        assert_eq!(
+            e.to_string(),
+            "built for contract 0.2.0; this host accepts 0.1.0"
+        );
         let e = contract_version(&["wasi:http/incoming-handler@0.2.0".into()]).unwrap_err();
         assert!(e.to_string().contains("wasi:http/incoming-handler"), "{e}");
         assert_eq!(

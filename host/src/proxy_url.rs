@@ -167,7 +167,9 @@ mod tests {
         assert_eq!(mask("http://h:1"), "http://h:1");
         assert_eq!(mask("http://token@h:1"), "http://token@h:1");
         assert_eq!(
-            mask("Unable to connect to proxy 'socks5://a:b@h:1' (caused by x); via http://c:d@e:2/"),
+            mask(
+                "Unable to connect to proxy 'socks5://a:b@h:1' (caused by x); via http://c:d@e:2/"
+            ),
             "Unable to connect to proxy 'socks5://a:***@h:1' (caused by x); via http://c:***@e:2/"
         );
         let p = validate("http://u:secret@h:1").unwrap();

@@ -343,7 +343,7 @@ mod tests {
         assert!(g.allows(a("[::1]:1"), SocketAddrUse::TcpConnect));
         assert!(g.allows(a("0.0.0.0:0"), SocketAddrUse::TcpBind));
         assert!(!g.allows(a("127.0.0.1:80"), SocketAddrUse::TcpBind));
-        assert!(!g.allows(a("127.0.0.1:6379"), SocketAddrUse::UdpConnect));
+        assert!(!g.allows(a("127.0.0.1:6379"), SocketAddrUse::UdpBind));
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub fn locate(flag: Option<&Path>, from_config: Option<&Path>) -> Option<(PathBu
 }
 
 /// Like [`locate`], but installs the private copy when nothing is found.
-pub fn locate_or_install(flag: Option<&Path>, from_config: Option<&Path>) -> Result<(PathBuf, Origin)> {
+pub fn locate_or_install(
+    flag: Option<&Path>,
+    from_config: Option<&Path>,
+) -> Result<(PathBuf, Origin)> {
     if let Some(found) = locate(flag, from_config) {
         return Ok(found);
     }
@@ -95,10 +98,21 @@ pub fn install_private() -> Result<PathBuf> {
     }
     run_quiet(
         Command::new(venv.join("bin").join("python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .arg(format!("yt-dlp=={PINNED_YT_DLP}")),
     )
-    .with_context(|| format!("cannot install yt-dlp=={PINNED_YT_DLP} into {}", venv.display()))?;
+    .with_context(|| {
+        format!(
+            "cannot install yt-dlp=={PINNED_YT_DLP} into {}",
+            venv.display()
+        )
+    })?;
     let exe = private_exe();
     if !exe.is_file() {
         bail!("pip finished but {} does not exist", exe.display());

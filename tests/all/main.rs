@@ -1,1 +1,7 @@
+//! Integration tests of ytdlp-host: one test binary, a module per concern.
+//! Every test runs the real `ytdlp-host` binary and the real yt-dlp against
+//! real servers on loopback (see the `ytdlp-host-tests` harness).
 
+mod common;
+mod download;
+mod plugins;

@@ -13,8 +13,8 @@ wit_bindgen::generate!({
 use exports::ytdlp::proxy::backend::Guest as Backend;
 use exports::ytdlp::proxy::stats::Guest as Stats;
 use ytdlp::proxy::types::{
-    Failure, FailureKind, GetProxyError, NoProxy as WitNoProxy, Options, Proxy, ProxyState as WitState,
-    ProxyStats,
+    Failure, FailureKind, GetProxyError, NoProxy as WitNoProxy, Options, Proxy,
+    ProxyState as WitState, ProxyStats,
 };
 
 thread_local! {

@@ -41,7 +41,10 @@ impl Kind {
 
     /// Only the proxy's own faults count toward disabling it.
     pub fn is_proxy_fault(self) -> bool {
-        matches!(self, Kind::ProxyConnect | Kind::ProxyTimeout | Kind::ProxyAuth)
+        matches!(
+            self,
+            Kind::ProxyConnect | Kind::ProxyTimeout | Kind::ProxyAuth
+        )
     }
 }
 
@@ -130,9 +133,9 @@ pub struct Engine {
     cursor: usize,
 }
 
-fn parse_num<T: std::str::FromStr>(key: &str, value: &str, min: T) -> Result<T, String>
+fn parse_num<T>(key: &str, value: &str, min: T) -> Result<T, String>
 where
-    T: PartialOrd + std::fmt::Display,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
 {
     match value.trim().parse::<T>() {
         Ok(v) if v >= min => Ok(v),
@@ -300,7 +303,10 @@ mod tests {
     fn round_robin_cycles_in_order() {
         let mut e = engine(&["http://a:1", "http://b:1", "http://c:1"]);
         let got: Vec<String> = (0..4).map(|t| e.next(t).unwrap().url).collect();
-        assert_eq!(got, ["http://a:1", "http://b:1", "http://c:1", "http://a:1"]);
+        assert_eq!(
+            got,
+            ["http://a:1", "http://b:1", "http://c:1", "http://a:1"]
+        );
     }
 
     #[test]
