@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Paths of the fixture plugins built from tests/test-components/.
-pub mod fixtures {
-    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
-}
+// Paths of the fixture plugins (tests/test-components/) and first-party
+// plugins (plugins/), built by build.rs: `fixtures::NAME`, `plugins::NAME`.
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 /// The small real media clip the media server serves.
 pub const CLIP: &[u8] = include_bytes!("../fixtures/clip.mp4");
