@@ -21,11 +21,11 @@ use crate::sandbox::{self, PluginState};
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "proxy-backend-with-stats",
+        world: "proxy-backend-full",
     });
 }
 
-use bindings::exports::ytdlp::proxy::{backend, stats};
+use bindings::exports::ytdlp::proxy::{admin, backend, stats};
 use bindings::ytdlp::proxy::types as wit;
 
 /// Longest accepted proxy timeout, ms (the contract's bound).
@@ -39,6 +39,8 @@ pub enum Call {
     ReportSuccess,
     ReportFailure,
     GetStats,
+    AddProxies,
+    RemoveProxies,
 }
 
 impl fmt::Display for Call {
@@ -49,6 +51,8 @@ impl fmt::Display for Call {
             Call::ReportSuccess => "report-success",
             Call::ReportFailure => "report-failure",
             Call::GetStats => "get-stats",
+            Call::AddProxies => "add-proxies",
+            Call::RemoveProxies => "remove-proxies",
         })
     }
 }
@@ -161,6 +165,7 @@ struct Live {
     store: Store<PluginState>,
     backend: backend::Guest,
     stats: Option<stats::Guest>,
+    admin: Option<admin::Guest>,
 }
 
 /// One running plugin instance. Not shared between threads: wrap it in a
@@ -309,6 +314,13 @@ impl Backend {
             ),
             None => None,
         };
+        let admin = match &self.plugin.admin_indices {
+            Some(idx) => Some(
+                idx.load(&mut store, &instance)
+                    .map_err(|e| self.err_contract(Call::Init, one_line(&e)))?,
+            ),
+            None => None,
+        };
         let result = if run_init {
             backend
                 .call_init(&mut store, &self.init_options)
@@ -327,6 +339,7 @@ impl Backend {
             store,
             backend,
             stats,
+            admin,
         })
     }
 
@@ -536,6 +549,49 @@ impl Backend {
                 })
                 .collect(),
         ))
+    }
+}
+
+impl Backend {
+    /// `Ok(None)` when the plugin does not export `admin`.
+    pub fn add_proxies(
+        &mut self,
+        urls: &[String],
+        options: &Options,
+    ) -> Result<Option<u32>, BackendError> {
+        self.admin_call(Call::AddProxies, urls, options)
+    }
+
+    /// `Ok(None)` when the plugin does not export `admin`.
+    pub fn remove_proxies(
+        &mut self,
+        urls: &[String],
+        options: &Options,
+    ) -> Result<Option<u32>, BackendError> {
+        self.admin_call(Call::RemoveProxies, urls, options)
+    }
+
+    fn admin_call(
+        &mut self,
+        call: Call,
+        urls: &[String],
+        options: &Options,
+    ) -> Result<Option<u32>, BackendError> {
+        if self.plugin.admin_indices.is_none() {
+            return Ok(None);
+        }
+        let urls = urls.to_vec();
+        let answer = self.call(call, |l| match &l.admin {
+            Some(a) if call == Call::AddProxies => a.call_add_proxies(&mut l.store, &urls, options),
+            Some(a) => a.call_remove_proxies(&mut l.store, &urls, options),
+            None => Ok(Ok(0)),
+        })?;
+        answer
+            .map(Some)
+            .map_err(|message| BackendError::Unavailable {
+                plugin: self.plugin.name.clone(),
+                message: cap(&proxy_url::mask(&message), 300),
+            })
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// The host's classification of a failed attempt (the contract's
 /// `failure-kind`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     ProxyConnect,

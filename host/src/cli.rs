@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::{Backend, BackendError, ProxyState, ProxyStats};
+use crate::backend::{Backend, BackendError, FailureReport, ProxyState, ProxyStats};
+use crate::classify::FailureKind;
 use crate::compile_cache::CompileCache;
 use crate::config::{self, BUNDLED_BACKEND, Config, NoProxyPolicy, Options};
 use crate::download::{Downloader, Settings, Status};
@@ -109,6 +110,37 @@ pub enum ProxiesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the backend for a proxy and print it (masked), without downloading.
+    Get {
+        /// The URL the proxy would be for (sets `host.url` and `host.site`).
+        #[arg(long, value_name = "URL")]
+        for_url: Option<String>,
+    },
+    /// Add proxies to the backend's list (plugins that export `admin`).
+    Add {
+        #[arg(value_name = "URL", required = true)]
+        urls: Vec<String>,
+    },
+    /// Remove proxies from the backend's list (plugins that export `admin`).
+    Remove {
+        #[arg(value_name = "URL", required = true)]
+        urls: Vec<String>,
+    },
+    /// Report an outcome for a proxy, as a download would (e.g. to mark a
+    /// proxy bad by hand, or to load-test a backend).
+    Report {
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Report a success.
+        #[arg(long, conflicts_with = "failure", required_unless_present = "failure")]
+        success: bool,
+        /// Report a failure of this kind.
+        #[arg(long, value_enum, value_name = "KIND")]
+        failure: Option<FailureKind>,
+        /// How many times.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        count: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +221,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Download(args) => download(&ctx, args).await,
         Command::Proxies(ProxiesCommand::Stats { json }) => proxies_stats(&ctx, json),
+        Command::Proxies(ProxiesCommand::Get { for_url }) => proxies_get(&ctx, for_url.as_deref()),
+        Command::Proxies(ProxiesCommand::Add { urls }) => proxies_change(&ctx, &urls, true),
+        Command::Proxies(ProxiesCommand::Remove { urls }) => proxies_change(&ctx, &urls, false),
+        Command::Proxies(ProxiesCommand::Report {
+            url,
+            success,
+            failure,
+            count,
+        }) => proxies_report(&ctx, &url, success, failure, count),
         Command::Plugins(PluginsCommand::List { json }) => plugins_list(&ctx, json),
         Command::Plugins(PluginsCommand::Check { file }) => plugins_check(&ctx, &file),
         Command::Setup => setup(),
@@ -448,6 +489,84 @@ fn proxies_stats(ctx: &App, json: bool) -> Result<ExitCode> {
     } else {
         print_stats_table(&stats);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn proxies_get(ctx: &App, for_url: Option<&str>) -> Result<ExitCode> {
+    let mut backend = ctx.start_backend().map_err(StartError::into_anyhow)?;
+    let mut options = ctx.call_options();
+    if let Some(url) = for_url {
+        options.push(("host.url".to_string(), url.to_string()));
+        options.push(("host.site".to_string(), crate::download::site_of(url)));
+    }
+    match backend.get_proxy(&options) {
+        Ok(choice) => {
+            println!("{} (timeout {} ms)", choice.url, choice.timeout_ms);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn proxies_change(ctx: &App, urls: &[String], add: bool) -> Result<ExitCode> {
+    for u in urls {
+        proxy_url::validate(u).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask(u)))?;
+    }
+    let mut backend = ctx.start_backend().map_err(StartError::into_anyhow)?;
+    let options = ctx.call_options();
+    let answer = if add {
+        backend.add_proxies(urls, &options)?
+    } else {
+        backend.remove_proxies(urls, &options)?
+    };
+    match answer {
+        Some(n) if add => println!("added {n} new of {} proxies", urls.len()),
+        Some(n) => println!("removed {n} of {} proxies", urls.len()),
+        None => {
+            eprintln!(
+                "plugin `{}` does not support changing its proxy list (it does not export {})",
+                backend.name(),
+                loading::ADMIN_INTERFACE
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn proxies_report(
+    ctx: &App,
+    url: &str,
+    success: bool,
+    failure: Option<FailureKind>,
+    count: u32,
+) -> Result<ExitCode> {
+    let proxy =
+        proxy_url::validate(url).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask(url)))?;
+    let mut backend = ctx.start_backend().map_err(StartError::into_anyhow)?;
+    let options = ctx.call_options();
+    let started = std::time::Instant::now();
+    for _ in 0..count {
+        match (success, failure) {
+            (true, _) => backend.report_success(&proxy, &options)?,
+            (false, Some(kind)) => backend.report_failure(
+                &proxy,
+                &FailureReport {
+                    kind,
+                    message: "reported by `ytdlp-host proxies report`".to_string(),
+                },
+                &options,
+            )?,
+            (false, None) => bail!("give --success or --failure KIND"),
+        }
+    }
+    tracing::info!(
+        "{count} reports in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     Ok(ExitCode::SUCCESS)
 }
 

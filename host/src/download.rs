@@ -100,10 +100,7 @@ impl Downloader {
             std::process::id(),
             self.next_id.fetch_add(1, Ordering::Relaxed)
         );
-        let site = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-            .unwrap_or_default();
+        let site = site_of(url);
         let mut result = DownloadResult {
             id: id.clone(),
             url: url.to_string(),
@@ -224,6 +221,14 @@ impl Downloader {
         };
         ytdlp_run::run(&spec, |p| on_progress(&p)).await
     }
+}
+
+/// The host name of a URL, lower case (`host.site`); empty if none.
+pub fn site_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default()
 }
 
 /// Runs a backend call on a blocking thread (a call may take up to its

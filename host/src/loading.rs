@@ -10,7 +10,7 @@ use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{InstancePre, Linker};
 
-use crate::backend::bindings::exports::ytdlp::proxy::{backend, stats};
+use crate::backend::bindings::exports::ytdlp::proxy::{admin, backend, stats};
 use crate::compile_cache::{CacheOutcome, CompileCache};
 use crate::config::BUNDLED_BACKEND;
 use crate::sandbox::{self, PluginState};
@@ -21,6 +21,7 @@ pub const CONTRACT_PACKAGE: &str = "ytdlp:proxy";
 pub const ACCEPTED_VERSIONS: &[&str] = &["0.1.0"];
 pub const BACKEND_INTERFACE: &str = "ytdlp:proxy/backend@0.1.0";
 pub const STATS_INTERFACE: &str = "ytdlp:proxy/stats@0.1.0";
+pub const ADMIN_INTERFACE: &str = "ytdlp:proxy/admin@0.1.0";
 
 /// The bundled `memory` plugin, built from `plugins/memory` by build.rs.
 pub static BUNDLED_MEMORY_WASM: &[u8] = include_bytes!(env!("YTDLP_HOST_MEMORY_PLUGIN"));
@@ -78,12 +79,14 @@ pub struct Plugin {
     pub source: Source,
     pub version: String,
     pub has_stats: bool,
+    pub has_admin: bool,
     pub imports: Vec<String>,
     pub cache: CacheOutcome,
     pub load_time: Duration,
     pub(crate) pre: InstancePre<PluginState>,
     pub(crate) backend_indices: backend::GuestIndices,
     pub(crate) stats_indices: Option<stats::GuestIndices>,
+    pub(crate) admin_indices: Option<admin::GuestIndices>,
 }
 
 impl fmt::Debug for Plugin {
@@ -161,15 +164,22 @@ impl Loader {
         })?;
         let backend_indices =
             backend::GuestIndices::new(&pre).map_err(|e| LoadError::Exports(one_line(&e)))?;
-        let has_stats = exports.iter().any(|e| e == STATS_INTERFACE)
-            && matches!(
-                component
-                    .get_export(None, STATS_INTERFACE)
-                    .map(|(item, _)| item),
-                Some(ComponentItem::ComponentInstance(_))
-            );
+        let exports_instance = |name: &str| {
+            exports.iter().any(|e| e == name)
+                && matches!(
+                    component.get_export(None, name).map(|(item, _)| item),
+                    Some(ComponentItem::ComponentInstance(_))
+                )
+        };
+        let has_stats = exports_instance(STATS_INTERFACE);
+        let has_admin = exports_instance(ADMIN_INTERFACE);
         let stats_indices = if has_stats {
             Some(stats::GuestIndices::new(&pre).map_err(|e| LoadError::Exports(one_line(&e)))?)
+        } else {
+            None
+        };
+        let admin_indices = if has_admin {
+            Some(admin::GuestIndices::new(&pre).map_err(|e| LoadError::Exports(one_line(&e)))?)
         } else {
             None
         };
@@ -178,12 +188,14 @@ impl Loader {
             source,
             version,
             has_stats,
+            has_admin,
             imports,
             cache,
             load_time: started.elapsed(),
             pre,
             backend_indices,
             stats_indices,
+            admin_indices,
         })
     }
 }

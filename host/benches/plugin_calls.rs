@@ -1,0 +1,72 @@
+//! get-proxy + report-success round trip through the wasm boundary (the
+//! bundled plugin), against the same logic called natively.
+//!
+//!     cargo bench --bench plugin_calls
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use ytdlp_host::backend::Backend;
+use ytdlp_host::compile_cache::CompileCache;
+use ytdlp_host::config::PluginConfig;
+use ytdlp_host::loading::Loader;
+use ytdlp_host::sandbox::{self, EpochTicker};
+use ytdlp_plugin_memory::engine::Engine;
+
+fn proxies() -> Vec<(String, String)> {
+    (1..=10)
+        .map(|i| {
+            (
+                "proxy".to_string(),
+                format!("http://127.0.0.1:{}", 3000 + i),
+            )
+        })
+        .collect()
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("get-proxy + report-success");
+
+    let mut native = Engine::from_options(&proxies()).unwrap();
+    let mut t = 0u64;
+    group.bench_function("native engine", |b| {
+        b.iter(|| {
+            t += 1;
+            let p = native.next(black_box(t)).unwrap();
+            native.success(black_box(&p.url), t);
+        })
+    });
+
+    let engine = sandbox::engine().unwrap();
+    let _ticker = EpochTicker::start(&engine);
+    let loader = Loader::new(engine, CompileCache::disabled()).unwrap();
+    let plugin = loader.load_bundled().unwrap();
+    let mut backend = Backend::start(plugin, PluginConfig::default(), proxies()).unwrap();
+    let none = Vec::new();
+    group.bench_function("wasm plugin, no options", |b| {
+        b.iter(|| {
+            let p = backend.get_proxy(black_box(&none)).unwrap();
+            backend.report_success(&p.url, &none).unwrap();
+        })
+    });
+    // What a download passes: the host.* context options.
+    let host_opts: Vec<(String, String)> = [
+        ("host.url", "https://www.example.com/watch?v=abcdefghijk"),
+        ("host.site", "www.example.com"),
+        ("host.attempt", "1"),
+        ("host.download-id", "1a2b-1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    group.bench_function("wasm plugin, 4 host options", |b| {
+        b.iter(|| {
+            let p = backend.get_proxy(black_box(&host_opts)).unwrap();
+            backend.report_success(&p.url, &host_opts).unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, round_trip);
+criterion_main!(benches);
