@@ -2,9 +2,13 @@
 //! `report-*`, `get-stats`, each under its deadline and limits, with every
 //! misbehaviour turned into a typed one-line error that names the plugin.
 //!
-//! A trap leaves the instance and its Store unusable, so the next call
-//! instantiates anew from the pre-instantiated component, after a backoff
-//! that grows while the plugin keeps dying.
+//! Calls are async: epoch interruption stops a plugin that computes past
+//! its deadline, and a timer around the call stops one that waits past it in
+//! a host call (a sleep, a socket read), which epochs alone cannot.
+//!
+//! A trap or a timeout leaves the instance and its Store unusable, so the
+//! next call instantiates anew from the pre-instantiated component, after a
+//! backoff that grows while the plugin keeps dying.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +26,7 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "proxy-backend-full",
+        exports: { default: async },
     });
 }
 
@@ -179,12 +184,19 @@ pub struct Backend {
     retry_at: Option<Instant>,
 }
 
+/// The wall-clock bound of a call: the epoch deadline plus two ticks, so
+/// that a plugin computing past its deadline is stopped by the epoch (a
+/// clean trap) and only one blocked in a host call is cut by the timer.
+fn wall_deadline(ms: u64) -> Duration {
+    Duration::from_millis(ms) + 2 * sandbox::EPOCH_TICK
+}
+
 /// Longest wait before re-instantiating a plugin that keeps crashing.
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Backend {
     /// Instantiates the plugin and runs `init` with `init_options`.
-    pub fn start(
+    pub async fn start(
         plugin: Plugin,
         config: PluginConfig,
         init_options: Options,
@@ -197,7 +209,7 @@ impl Backend {
             crashes: 0,
             retry_at: None,
         };
-        b.ensure_live()?;
+        b.ensure_live().await?;
         Ok(b)
     }
 
@@ -230,7 +242,7 @@ impl Backend {
         }
     }
 
-    fn ensure_live(&mut self) -> Result<&mut Live, BackendError> {
+    async fn ensure_live(&mut self) -> Result<&mut Live, BackendError> {
         if self.live.is_none() {
             if let Some(at) = self.retry_at {
                 let now = Instant::now();
@@ -241,7 +253,7 @@ impl Backend {
                     });
                 }
             }
-            match self.instantiate(true) {
+            match self.instantiate(true).await {
                 Ok(live) => self.live = Some(live),
                 Err(e) => {
                     if e.is_fault() {
@@ -270,7 +282,7 @@ impl Backend {
 
     /// Instantiates once without `init`, to check that the exports have
     /// the contract's types (`plugins check`).
-    pub fn probe(plugin: &Plugin, config: &PluginConfig) -> Result<(), BackendError> {
+    pub async fn probe(plugin: &Plugin, config: &PluginConfig) -> Result<(), BackendError> {
         let mut b = Backend {
             plugin: plugin.clone(),
             config: config.clone(),
@@ -279,10 +291,10 @@ impl Backend {
             crashes: 0,
             retry_at: None,
         };
-        b.instantiate(false).map(|_| ())
+        b.instantiate(false).await.map(|_| ())
     }
 
-    fn instantiate(&mut self, run_init: bool) -> Result<Live, BackendError> {
+    async fn instantiate(&mut self, run_init: bool) -> Result<Live, BackendError> {
         let limits = self.config.limits;
         let state = PluginState::new(&self.config.grants, &limits).map_err(|e| {
             BackendError::Unavailable {
@@ -297,11 +309,14 @@ impl Backend {
         store.set_epoch_deadline(sandbox::deadline_ticks(limits.init_timeout_ms));
         store.epoch_deadline_trap();
         let started = Instant::now();
-        let instance = self
-            .plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.map_trap(&store, Call::Init, e))?;
+        let deadline = wall_deadline(limits.init_timeout_ms);
+        let instance =
+            match tokio::time::timeout(deadline, self.plugin.pre.instantiate_async(&mut store))
+                .await
+            {
+                Ok(r) => r.map_err(|e| self.map_trap(&store, Call::Init, e))?,
+                Err(_) => return Err(self.timeout(Call::Init)),
+            };
         let backend = self
             .plugin
             .backend_indices
@@ -322,9 +337,13 @@ impl Backend {
             None => None,
         };
         let result = if run_init {
-            backend
-                .call_init(&mut store, &self.init_options)
-                .map_err(|e| self.map_trap(&store, Call::Init, e))?
+            let remaining = deadline.saturating_sub(started.elapsed());
+            match tokio::time::timeout(remaining, backend.call_init(&mut store, &self.init_options))
+                .await
+            {
+                Ok(r) => r.map_err(|e| self.map_trap(&store, Call::Init, e))?,
+                Err(_) => return Err(self.timeout(Call::Init)),
+            }
         } else {
             Ok(())
         };
@@ -343,18 +362,26 @@ impl Backend {
         })
     }
 
+    fn timeout(&self, call: Call) -> BackendError {
+        let limits = &self.config.limits;
+        BackendError::Timeout {
+            plugin: self.plugin.name.clone(),
+            call,
+            ms: if call == Call::Init {
+                limits.init_timeout_ms
+            } else {
+                limits.call_timeout_ms
+            },
+        }
+    }
+
     /// Turns a wasmtime error from a call into the typed error.
     fn map_trap(&self, store: &Store<PluginState>, call: Call, e: wasmtime::Error) -> BackendError {
         let plugin = self.plugin.name.clone();
         let limits = self.config.limits;
         let chain = format!("{e:?}");
         if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            let ms = if call == Call::Init {
-                limits.init_timeout_ms
-            } else {
-                limits.call_timeout_ms
-            };
-            return BackendError::Timeout { plugin, call, ms };
+            return self.timeout(call);
         }
         let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).to_string();
         if chain.contains("forcing trap when growing memory")
@@ -380,33 +407,41 @@ impl Backend {
         }
     }
 
-    /// Runs one call with its deadline; a trap kills the instance.
-    fn call<R>(
+    /// Runs one call with its deadline; a trap or a timeout kills the
+    /// instance.
+    async fn call<R>(
         &mut self,
         call: Call,
-        f: impl FnOnce(&mut Live) -> wasmtime::Result<R>,
+        f: impl AsyncFnOnce(&mut Live) -> wasmtime::Result<R>,
     ) -> Result<R, BackendError> {
-        let ticks = sandbox::deadline_ticks(self.config.limits.call_timeout_ms);
-        let live = self.ensure_live()?;
-        live.store.set_epoch_deadline(ticks);
-        match f(live) {
-            Ok(r) => Ok(r),
-            Err(e) => {
+        let ms = self.config.limits.call_timeout_ms;
+        let live = self.ensure_live().await?;
+        live.store.set_epoch_deadline(sandbox::deadline_ticks(ms));
+        let outcome = tokio::time::timeout(wall_deadline(ms), f(live)).await;
+        let err = match outcome {
+            Ok(Ok(r)) => return Ok(r),
+            Ok(Err(e)) => {
                 let live = self.live.take().expect("live during call");
-                let err = self.map_trap(&live.store, call, e);
-                self.note_crash();
-                tracing::warn!("{err}; the instance will be replaced");
-                Err(err)
+                self.map_trap(&live.store, call, e)
             }
-        }
+            Err(_) => {
+                self.live = None;
+                self.timeout(call)
+            }
+        };
+        self.note_crash();
+        tracing::warn!("{err}; the instance will be replaced");
+        Err(err)
     }
 
     /// Asks for a proxy. The returned URL is validated: anything that is not
     /// a proxy URL is a contract violation and never reaches yt-dlp.
-    pub fn get_proxy(&mut self, options: &Options) -> Result<ProxyChoice, BackendError> {
-        let answer = self.call(Call::GetProxy, |l| {
-            l.backend.call_get_proxy(&mut l.store, options)
-        })?;
+    pub async fn get_proxy(&mut self, options: &Options) -> Result<ProxyChoice, BackendError> {
+        let answer = self
+            .call(Call::GetProxy, async |l| {
+                l.backend.call_get_proxy(&mut l.store, options).await
+            })
+            .await?;
         let max = self.config.limits.max_return_bytes as usize;
         let plugin = self.plugin.name.clone();
         match answer {
@@ -468,18 +503,20 @@ impl Backend {
         }
     }
 
-    pub fn report_success(
+    pub async fn report_success(
         &mut self,
         proxy: &ProxyUrl,
         options: &Options,
     ) -> Result<(), BackendError> {
-        self.call(Call::ReportSuccess, |l| {
+        self.call(Call::ReportSuccess, async |l| {
             l.backend
                 .call_report_success(&mut l.store, proxy.expose(), options)
+                .await
         })
+        .await
     }
 
-    pub fn report_failure(
+    pub async fn report_failure(
         &mut self,
         proxy: &ProxyUrl,
         failure: &FailureReport,
@@ -489,24 +526,28 @@ impl Backend {
             kind: to_wit_kind(failure.kind),
             message: cap(&proxy_url::mask(&failure.message), 1000),
         };
-        self.call(Call::ReportFailure, |l| {
+        self.call(Call::ReportFailure, async |l| {
             l.backend
                 .call_report_failure(&mut l.store, proxy.expose(), &f, options)
+                .await
         })
+        .await
     }
 
     /// `Ok(None)` when the plugin does not export `stats`.
-    pub fn get_stats(
+    pub async fn get_stats(
         &mut self,
         options: &Options,
     ) -> Result<Option<Vec<ProxyStats>>, BackendError> {
         if !self.plugin.has_stats {
             return Ok(None);
         }
-        let answer = self.call(Call::GetStats, |l| match &l.stats {
-            Some(s) => s.call_get_stats(&mut l.store, options),
-            None => Ok(Ok(Vec::new())),
-        })?;
+        let answer = self
+            .call(Call::GetStats, async |l| match &l.stats {
+                Some(s) => s.call_get_stats(&mut l.store, options).await,
+                None => Ok(Ok(Vec::new())),
+            })
+            .await?;
         let rows = answer.map_err(|message| BackendError::Unavailable {
             plugin: self.plugin.name.clone(),
             message: cap(&proxy_url::mask(&message), 300),
@@ -554,24 +595,24 @@ impl Backend {
 
 impl Backend {
     /// `Ok(None)` when the plugin does not export `admin`.
-    pub fn add_proxies(
+    pub async fn add_proxies(
         &mut self,
         urls: &[String],
         options: &Options,
     ) -> Result<Option<u32>, BackendError> {
-        self.admin_call(Call::AddProxies, urls, options)
+        self.admin_call(Call::AddProxies, urls, options).await
     }
 
     /// `Ok(None)` when the plugin does not export `admin`.
-    pub fn remove_proxies(
+    pub async fn remove_proxies(
         &mut self,
         urls: &[String],
         options: &Options,
     ) -> Result<Option<u32>, BackendError> {
-        self.admin_call(Call::RemoveProxies, urls, options)
+        self.admin_call(Call::RemoveProxies, urls, options).await
     }
 
-    fn admin_call(
+    async fn admin_call(
         &mut self,
         call: Call,
         urls: &[String],
@@ -581,11 +622,15 @@ impl Backend {
             return Ok(None);
         }
         let urls = urls.to_vec();
-        let answer = self.call(call, |l| match &l.admin {
-            Some(a) if call == Call::AddProxies => a.call_add_proxies(&mut l.store, &urls, options),
-            Some(a) => a.call_remove_proxies(&mut l.store, &urls, options),
-            None => Ok(Ok(0)),
-        })?;
+        let answer = self
+            .call(call, async |l| match &l.admin {
+                Some(a) if call == Call::AddProxies => {
+                    a.call_add_proxies(&mut l.store, &urls, options).await
+                }
+                Some(a) => a.call_remove_proxies(&mut l.store, &urls, options).await,
+                None => Ok(Ok(0)),
+            })
+            .await?;
         answer
             .map(Some)
             .map_err(|message| BackendError::Unavailable {

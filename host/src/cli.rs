@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -220,18 +220,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = App::new(&cli.global, config)?;
     match cli.command {
         Command::Download(args) => download(&ctx, args).await,
-        Command::Proxies(ProxiesCommand::Stats { json }) => proxies_stats(&ctx, json),
-        Command::Proxies(ProxiesCommand::Get { for_url }) => proxies_get(&ctx, for_url.as_deref()),
-        Command::Proxies(ProxiesCommand::Add { urls }) => proxies_change(&ctx, &urls, true),
-        Command::Proxies(ProxiesCommand::Remove { urls }) => proxies_change(&ctx, &urls, false),
+        Command::Proxies(ProxiesCommand::Stats { json }) => proxies_stats(&ctx, json).await,
+        Command::Proxies(ProxiesCommand::Get { for_url }) => {
+            proxies_get(&ctx, for_url.as_deref()).await
+        }
+        Command::Proxies(ProxiesCommand::Add { urls }) => proxies_change(&ctx, &urls, true).await,
+        Command::Proxies(ProxiesCommand::Remove { urls }) => {
+            proxies_change(&ctx, &urls, false).await
+        }
         Command::Proxies(ProxiesCommand::Report {
             url,
             success,
             failure,
             count,
-        }) => proxies_report(&ctx, &url, success, failure, count),
+        }) => proxies_report(&ctx, &url, success, failure, count).await,
         Command::Plugins(PluginsCommand::List { json }) => plugins_list(&ctx, json),
-        Command::Plugins(PluginsCommand::Check { file }) => plugins_check(&ctx, &file),
+        Command::Plugins(PluginsCommand::Check { file }) => plugins_check(&ctx, &file).await,
         Command::Setup => setup(),
     }
 }
@@ -305,7 +309,7 @@ impl App {
         )
     }
 
-    fn start_backend(&self) -> Result<Backend, StartError> {
+    async fn start_backend(&self) -> Result<Backend, StartError> {
         let plugin = loading::find(&self.loader, &self.plugin_dir, &self.backend)
             .map_err(StartError::Load)?;
         Backend::start(
@@ -313,6 +317,7 @@ impl App {
             self.config.plugin(&self.backend),
             self.init_options(),
         )
+        .await
         .map_err(StartError::Backend)
     }
 }
@@ -360,8 +365,8 @@ async fn download(ctx: &App, args: DownloadArgs) -> Result<ExitCode> {
     let backend = if args.no_proxy_manager {
         None
     } else {
-        match ctx.start_backend() {
-            Ok(b) => Some(Arc::new(Mutex::new(b))),
+        match ctx.start_backend().await {
+            Ok(b) => Some(Arc::new(tokio::sync::Mutex::new(b))),
             // A plugin that crashes or hangs at start falls under the
             // policy; a missing plugin or refused options are config errors.
             Err(StartError::Backend(e)) if e.is_fault() && policy == NoProxyPolicy::Direct => {
@@ -474,9 +479,9 @@ impl ProgressView {
     }
 }
 
-fn proxies_stats(ctx: &App, json: bool) -> Result<ExitCode> {
-    let mut backend = ctx.start_backend().map_err(StartError::into_anyhow)?;
-    let Some(stats) = backend.get_stats(&ctx.call_options())? else {
+async fn proxies_stats(ctx: &App, json: bool) -> Result<ExitCode> {
+    let mut backend = ctx.start_backend().await.map_err(StartError::into_anyhow)?;
+    let Some(stats) = backend.get_stats(&ctx.call_options()).await? else {
         eprintln!(
             "plugin `{}` does not support stats (it does not export {})",
             backend.name(),
@@ -492,14 +497,14 @@ fn proxies_stats(ctx: &App, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn proxies_get(ctx: &App, for_url: Option<&str>) -> Result<ExitCode> {
-    let mut backend = ctx.start_backend().map_err(StartError::into_anyhow)?;
+async fn proxies_get(ctx: &App, for_url: Option<&str>) -> Result<ExitCode> {
+    let mut backend = ctx.start_backend().await.map_err(StartError::into_anyhow)?;
     let mut options = ctx.call_options();
     if let Some(url) = for_url {
         options.push(("host.url".to_string(), url.to_string()));
         options.push(("host.site".to_string(), crate::download::site_of(url)));
     }
-    match backend.get_proxy(&options) {
+    match backend.get_proxy(&options).await {
         Ok(choice) => {
             println!("{} (timeout {} ms)", choice.url, choice.timeout_ms);
             Ok(ExitCode::SUCCESS)
@@ -511,16 +516,16 @@ fn proxies_get(ctx: &App, for_url: Option<&str>) -> Result<ExitCode> {
     }
 }
 
-fn proxies_change(ctx: &App, urls: &[String], add: bool) -> Result<ExitCode> {
+async fn proxies_change(ctx: &App, urls: &[String], add: bool) -> Result<ExitCode> {
     for u in urls {
         proxy_url::validate(u).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask(u)))?;
     }
-    let mut backend = ctx.start_backend().map_err(StartError::into_anyhow)?;
+    let mut backend = ctx.start_backend().await.map_err(StartError::into_anyhow)?;
     let options = ctx.call_options();
     let answer = if add {
-        backend.add_proxies(urls, &options)?
+        backend.add_proxies(urls, &options).await?
     } else {
-        backend.remove_proxies(urls, &options)?
+        backend.remove_proxies(urls, &options).await?
     };
     match answer {
         Some(n) if add => println!("added {n} new of {} proxies", urls.len()),
@@ -537,7 +542,7 @@ fn proxies_change(ctx: &App, urls: &[String], add: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn proxies_report(
+async fn proxies_report(
     ctx: &App,
     url: &str,
     success: bool,
@@ -546,20 +551,24 @@ fn proxies_report(
 ) -> Result<ExitCode> {
     let proxy =
         proxy_url::validate(url).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask(url)))?;
-    let mut backend = ctx.start_backend().map_err(StartError::into_anyhow)?;
+    let mut backend = ctx.start_backend().await.map_err(StartError::into_anyhow)?;
     let options = ctx.call_options();
     let started = std::time::Instant::now();
     for _ in 0..count {
         match (success, failure) {
-            (true, _) => backend.report_success(&proxy, &options)?,
-            (false, Some(kind)) => backend.report_failure(
-                &proxy,
-                &FailureReport {
-                    kind,
-                    message: "reported by `ytdlp-host proxies report`".to_string(),
-                },
-                &options,
-            )?,
+            (true, _) => backend.report_success(&proxy, &options).await?,
+            (false, Some(kind)) => {
+                backend
+                    .report_failure(
+                        &proxy,
+                        &FailureReport {
+                            kind,
+                            message: "reported by `ytdlp-host proxies report`".to_string(),
+                        },
+                        &options,
+                    )
+                    .await?
+            }
             (false, None) => bail!("give --success or --failure KIND"),
         }
     }
@@ -695,7 +704,7 @@ fn describe_grants(g: &config::Grants) -> String {
     parts.join(", ")
 }
 
-fn plugins_check(ctx: &App, file: &Path) -> Result<ExitCode> {
+async fn plugins_check(ctx: &App, file: &Path) -> Result<ExitCode> {
     let name = file
         .file_stem()
         .and_then(|s| s.to_str())
@@ -709,7 +718,7 @@ fn plugins_check(ctx: &App, file: &Path) -> Result<ExitCode> {
         }
     };
     let pc = ctx.config.plugin(&name);
-    if let Err(e) = Backend::probe(&plugin, &pc) {
+    if let Err(e) = Backend::probe(&plugin, &pc).await {
         eprintln!("{}: {e}", file.display());
         return Ok(ExitCode::FAILURE);
     }

@@ -3,19 +3,19 @@
 //! another proxy while the failure is one another proxy could fix.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendError, FailureReport, ProxyChoice};
+use crate::backend::{Backend, FailureReport, ProxyChoice};
 use crate::classify::FailureKind;
 use crate::config::{NoProxyPolicy, Options, merge_options};
 use crate::ytdlp_run::{self, Progress, RunSpec};
 
 /// A backend shared by concurrent downloads (calls are serialised).
-pub type SharedBackend = Arc<Mutex<Backend>>;
+pub type SharedBackend = Arc<tokio::sync::Mutex<Backend>>;
 
 /// How downloads run.
 #[derive(Debug, Clone)]
@@ -122,8 +122,8 @@ impl Downloader {
             let proxy = match &self.backend {
                 None => None,
                 Some(backend) => {
-                    let options = call_options.clone();
-                    match call(backend, move |b| b.get_proxy(&options)).await {
+                    let answer = backend.lock().await.get_proxy(&call_options).await;
+                    match answer {
                         Ok(choice) => Some(choice),
                         Err(e) => match self.settings.on_no_proxy {
                             NoProxyPolicy::Direct => {
@@ -153,18 +153,17 @@ impl Downloader {
                 duration_ms: outcome.duration.as_millis() as u64,
             });
             if let (Some(backend), Some(choice)) = (&self.backend, &proxy) {
-                let url = choice.url.clone();
+                let mut backend = backend.lock().await;
                 let delivered = match &outcome.failure {
-                    None => call(backend, move |b| b.report_success(&url, &call_options)).await,
+                    None => backend.report_success(&choice.url, &call_options).await,
                     Some((kind, message)) => {
                         let report = FailureReport {
                             kind: *kind,
                             message: message.clone(),
                         };
-                        call(backend, move |b| {
-                            b.report_failure(&url, &report, &call_options)
-                        })
-                        .await
+                        backend
+                            .report_failure(&choice.url, &report, &call_options)
+                            .await
                     }
                 };
                 if let Err(e) = delivered {
@@ -229,25 +228,4 @@ pub fn site_of(url: &str) -> String {
         .ok()
         .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
         .unwrap_or_default()
-}
-
-/// Runs a backend call on a blocking thread (a call may take up to its
-/// deadline, and WASI's sync implementation blocks).
-pub async fn call<R: Send + 'static>(
-    backend: &SharedBackend,
-    f: impl FnOnce(&mut Backend) -> Result<R, BackendError> + Send + 'static,
-) -> Result<R, BackendError> {
-    let backend = backend.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut guard = backend.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(BackendError::Trap {
-            plugin: "?".into(),
-            call: crate::backend::Call::GetProxy,
-            message: format!("host task failed: {e}"),
-        })
-    })
 }

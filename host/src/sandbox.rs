@@ -88,10 +88,10 @@ pub fn deadline_ticks(ms: u64) -> u64 {
 /// cli, io) and wasi:http, all gated by the store's grants.
 pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("cannot link WASI into the plugin linker")?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("cannot link wasi:http into the plugin linker")?;
     Ok(linker)

@@ -4,4 +4,5 @@
 
 mod common;
 mod download;
+mod hostile;
 mod plugins;
