@@ -1,0 +1,346 @@
+//! The `ytdlp-host` command line. Flags are defined once, here (clap
+//! derive); `--help` is generated from them. Each command group runs in its
+//! own module: `download`, `proxies`, `plugins`.
+
+mod download;
+mod plugins;
+mod proxies;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::{Backend, BackendError};
+use crate::classify::FailureKind;
+use crate::compile_cache::CompileCache;
+use crate::config::{self, BUNDLED_BACKEND, Config, NoProxyPolicy, Options};
+use crate::loading::{self, Loader};
+use crate::sandbox::{self, EpochTicker};
+use crate::{proxy_url, ytdlp_locate};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ytdlp-host",
+    version,
+    about = "Run yt-dlp behind rotating proxies chosen by WebAssembly plugins",
+    after_help = "Config: --config FILE, else ./ytdlp-host.toml, else $XDG_CONFIG_HOME/ytdlp-host/config.toml.\nLogs: -v/-vv, or YTDLP_HOST_LOG=debug."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (TOML).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of *.wasm plugins [default: $XDG_CONFIG_HOME/ytdlp-host/plugins].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Backend plugin by name (file stem in the plugin directory) [default: memory].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Backend option for this run, merged over the config's (repeatable).
+    #[arg(long = "backend-opt", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub backend_opts: Vec<(String, String)>,
+    /// Add a proxy to the bundled memory backend's list (repeatable).
+    #[arg(long = "proxy", global = true, value_name = "URL")]
+    pub proxies: Vec<String>,
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download URLs with yt-dlp through the backend's proxies.
+    Download(DownloadArgs),
+    /// Proxy commands.
+    #[command(subcommand)]
+    Proxies(ProxiesCommand),
+    /// Plugin commands.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Install the pinned yt-dlp into the host's private venv.
+    Setup,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// URLs to download.
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Read URLs from FILE, one per line (`#` comments and blank lines skipped).
+    #[arg(short = 'a', long = "batch-file", value_name = "FILE")]
+    pub batch_file: Option<PathBuf>,
+    /// yt-dlp output template.
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub output: Option<String>,
+    /// yt-dlp executable.
+    #[arg(long = "yt-dlp", value_name = "PATH")]
+    pub yt_dlp: Option<PathBuf>,
+    /// Run yt-dlp without any proxy backend.
+    #[arg(long)]
+    pub no_proxy_manager: bool,
+    /// Attempts per URL, each through another proxy [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// When the backend has no proxy: download directly, or fail the URL [default: direct].
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_no_proxy: Option<NoProxyPolicy>,
+    /// One JSON object per URL on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Arguments passed to yt-dlp as they are (after `--`).
+    #[arg(last = true, value_name = "YT-DLP ARGS")]
+    pub ytdlp_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxiesCommand {
+    /// The backend's per-proxy statistics.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the backend for a proxy and print it (masked), without downloading.
+    Get {
+        /// The URL the proxy would be for (sets `host.url` and `host.site`).
+        #[arg(long, value_name = "URL")]
+        for_url: Option<String>,
+    },
+    /// Add proxies to the backend's list (plugins that export `admin`).
+    Add {
+        #[arg(value_name = "URL", required = true)]
+        urls: Vec<String>,
+    },
+    /// Remove proxies from the backend's list (plugins that export `admin`).
+    Remove {
+        #[arg(value_name = "URL", required = true)]
+        urls: Vec<String>,
+    },
+    /// Report an outcome for a proxy, as a download would (e.g. to mark a
+    /// proxy bad by hand, or to load-test a backend).
+    Report {
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Report a success.
+        #[arg(long, conflicts_with = "failure", required_unless_present = "failure")]
+        success: bool,
+        /// Report a failure of this kind.
+        #[arg(long, value_enum, value_name = "KIND")]
+        failure: Option<FailureKind>,
+        /// How many times.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        count: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin: name, file, contract version, exports, load error.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check one .wasm file; exit non-zero with the reason if it is not a usable plugin.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has an empty key"));
+    }
+    if k.starts_with("host.") {
+        return Err(format!(
+            "`{k}`: keys starting with `host.` are reserved for the host"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", proxy_url::mask(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(g: &Global) {
+    let default = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("YTDLP_HOST_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("ytdlp_host={default},warn"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let (config, _path) = config::load(cli.global.config.as_deref())?;
+    let ctx = App::new(&cli.global, config)?;
+    match cli.command {
+        Command::Download(args) => download::run(&ctx, args).await,
+        Command::Proxies(ProxiesCommand::Stats { json }) => proxies::stats(&ctx, json).await,
+        Command::Proxies(ProxiesCommand::Get { for_url }) => {
+            proxies::get(&ctx, for_url.as_deref()).await
+        }
+        Command::Proxies(ProxiesCommand::Add { urls }) => proxies::change(&ctx, &urls, true).await,
+        Command::Proxies(ProxiesCommand::Remove { urls }) => {
+            proxies::change(&ctx, &urls, false).await
+        }
+        Command::Proxies(ProxiesCommand::Report {
+            url,
+            success,
+            failure,
+            count,
+        }) => proxies::report(&ctx, &url, success, failure, count).await,
+        Command::Plugins(PluginsCommand::List { json }) => plugins::list(&ctx, json),
+        Command::Plugins(PluginsCommand::Check { file }) => plugins::check(&ctx, &file).await,
+        Command::Setup => setup(),
+    }
+}
+
+/// What every command needs: the validated config and flags, an engine.
+pub(crate) struct App {
+    config: Config,
+    plugin_dir: PathBuf,
+    backend: String,
+    backend_opts: Options,
+    extra_proxies: Vec<String>,
+    loader: Loader,
+    _ticker: EpochTicker,
+}
+
+impl App {
+    fn new(g: &Global, config: Config) -> Result<App> {
+        for (i, p) in g.proxies.iter().enumerate() {
+            proxy_url::validate(p)
+                .map_err(|e| anyhow::anyhow!("--proxy #{} ({}): {e}", i + 1, proxy_url::mask(p)))?;
+        }
+        let backend = g
+            .backend
+            .clone()
+            .or_else(|| config.backend.clone())
+            .unwrap_or_else(|| BUNDLED_BACKEND.to_string());
+        if !g.proxies.is_empty() && backend != BUNDLED_BACKEND {
+            bail!(
+                "--proxy feeds the bundled `{BUNDLED_BACKEND}` backend, but the backend is `{backend}`; give that plugin its proxies through its own options"
+            );
+        }
+        let plugin_dir = g
+            .plugin_dir
+            .clone()
+            .or_else(|| config.plugin_dir.clone())
+            .unwrap_or_else(|| config::config_dir().join("plugins"));
+        let engine = sandbox::engine()?;
+        let ticker = EpochTicker::start(&engine);
+        let loader = Loader::new(
+            engine,
+            CompileCache::new(config::cache_dir().join("compiled")),
+        )?;
+        Ok(App {
+            plugin_dir,
+            backend,
+            backend_opts: g.backend_opts.clone(),
+            extra_proxies: g.proxies.clone(),
+            config,
+            loader,
+            _ticker: ticker,
+        })
+    }
+
+    /// Options for `init`: the plugin's config options, plus the proxy
+    /// list for the bundled backend.
+    pub(crate) fn init_options(&self) -> Options {
+        let mut opts = config::options_from_table(&self.config.plugin(&self.backend).options);
+        if self.backend == BUNDLED_BACKEND {
+            for p in self.config.proxies.iter().chain(&self.extra_proxies) {
+                opts.push(("proxy".to_string(), p.clone()));
+            }
+        }
+        opts
+    }
+
+    /// Options for every call: config options with this run's over them.
+    pub(crate) fn call_options(&self) -> Options {
+        config::merge_options(
+            &config::options_from_table(&self.config.plugin(&self.backend).options),
+            &self.backend_opts,
+        )
+    }
+
+    pub(crate) async fn start_backend(&self) -> Result<Backend, StartError> {
+        let plugin = loading::find(&self.loader, &self.plugin_dir, &self.backend)
+            .map_err(StartError::Load)?;
+        Backend::start(
+            plugin,
+            self.config.plugin(&self.backend),
+            self.init_options(),
+        )
+        .await
+        .map_err(StartError::Backend)
+    }
+}
+
+pub(crate) enum StartError {
+    Load(anyhow::Error),
+    Backend(BackendError),
+}
+
+impl StartError {
+    pub(crate) fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            StartError::Load(e) => e,
+            StartError::Backend(e) => e.into(),
+        }
+    }
+}
+
+fn setup() -> Result<ExitCode> {
+    let exe = ytdlp_locate::install_private()?;
+    let version = ytdlp_locate::version(&exe)?;
+    println!("yt-dlp {version} ready at {}", exe.display());
+    Ok(ExitCode::SUCCESS)
+}
