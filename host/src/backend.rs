@@ -296,12 +296,13 @@ impl Backend {
 
     async fn instantiate(&mut self, run_init: bool) -> Result<Live, BackendError> {
         let limits = self.config.limits;
-        let state = PluginState::new(&self.config.grants, &limits).map_err(|e| {
-            BackendError::Unavailable {
-                plugin: self.plugin.name.clone(),
-                message: one_line(&e),
-            }
-        })?;
+        let state =
+            PluginState::new(&self.plugin.name, &self.config.grants, &limits).map_err(|e| {
+                BackendError::Unavailable {
+                    plugin: self.plugin.name.clone(),
+                    message: one_line(&e),
+                }
+            })?;
         let mut store = Store::new(&self.plugin.pre.engine().clone(), state);
         store.limiter(|s| &mut s.limits);
         // The deadline must be set before instantiating: the default traps
@@ -383,7 +384,7 @@ impl Backend {
         if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return self.timeout(call);
         }
-        let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).to_string();
+        let stderr = store.data().stderr.tail();
         if chain.contains("forcing trap when growing memory")
             || stderr.contains("memory allocation of")
         {

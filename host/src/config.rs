@@ -32,6 +32,10 @@ pub struct Config {
     pub output: Option<String>,
     /// Deadline for one yt-dlp run, in seconds (default 3600).
     pub run_timeout_secs: Option<u64>,
+    /// Pre-flight check of a proxy before a run, ms (default 1000; 0: off).
+    pub preflight_timeout_ms: Option<u64>,
+    /// Keep the bundled plugin's proxy health across runs (default true).
+    pub persist_health: Option<bool>,
     /// Per-plugin settings, by plugin name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
@@ -272,6 +276,12 @@ pub fn cache_dir() -> PathBuf {
 
 pub fn data_dir() -> PathBuf {
     xdg_dir("XDG_DATA_HOME", ".local/share")
+}
+
+/// The bundled plugin's private state directory (granted to it read-write
+/// as `/state`, and to no other plugin).
+pub fn bundled_state_dir() -> PathBuf {
+    xdg_dir("XDG_STATE_HOME", ".local/state").join(BUNDLED_BACKEND)
 }
 
 /// `--config`, else `./ytdlp-host.toml`, else the XDG config file; none is

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::backend::{Backend, FailureReport, ProxyChoice};
 use crate::classify::FailureKind;
 use crate::config::{NoProxyPolicy, Options, merge_options};
+use crate::preflight::Preflight;
 use crate::ytdlp_run::{self, Progress, RunSpec};
 
 /// A backend shared by concurrent downloads (calls are serialised).
@@ -28,6 +29,8 @@ pub struct Settings {
     pub run_timeout: Duration,
     /// Socket timeout for direct runs, seconds.
     pub direct_socket_timeout_secs: u64,
+    /// Pre-flight check timeout; `None`: no check.
+    pub preflight: Option<Duration>,
 }
 
 /// One attempt at a URL.
@@ -70,6 +73,7 @@ pub struct Downloader {
     backend: Option<SharedBackend>,
     base_options: Options,
     settings: Settings,
+    preflight: Option<Preflight>,
     next_id: AtomicU64,
 }
 
@@ -78,6 +82,7 @@ impl Downloader {
         Downloader {
             backend,
             base_options,
+            preflight: settings.preflight.map(Preflight::new),
             settings,
             next_id: AtomicU64::new(1),
         }
@@ -140,7 +145,20 @@ impl Downloader {
                     }
                 }
             };
-            let outcome = self.run_once(url, proxy.as_ref(), &mut on_progress).await;
+            let checked = match (&self.preflight, &proxy) {
+                (Some(pf), Some(choice)) => pf.check(&choice.url).await.err(),
+                _ => None,
+            };
+            let outcome = match checked {
+                // The proxy failed its pre-flight check: no yt-dlp run.
+                Some((kind, message)) => ytdlp_run::RunOutcome {
+                    exit_code: None,
+                    duration: Duration::ZERO,
+                    file: None,
+                    failure: Some((kind, message)),
+                },
+                None => self.run_once(url, proxy.as_ref(), &mut on_progress).await,
+            };
             let (kind, message) = match &outcome.failure {
                 None => (None, None),
                 Some((k, m)) => (Some(*k), Some(m.clone())),

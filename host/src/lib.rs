@@ -8,8 +8,10 @@
 //! - [`sandbox`]: what a plugin may reach (grants) and its limits;
 //! - [`backend`]: calls into a plugin (`get-proxy`, `report-*`, `get-stats`);
 //! - [`download`]: one URL: choose a proxy, run yt-dlp, report, retry;
+//! - [`preflight`]: a quick check of a proxy before a yt-dlp run;
 //! - [`ytdlp_run`]: spawning yt-dlp; [`ytdlp_locate`]: finding it;
 //! - [`classify`]: why a run failed; [`proxy_url`]: validation, masking;
+//! - [`conformance`]: the plugin conformance kit (`plugins test`);
 //! - [`cli`]: the `ytdlp-host` command line.
 
 pub mod backend;
@@ -17,8 +19,10 @@ pub mod classify;
 pub mod cli;
 pub mod compile_cache;
 pub mod config;
+pub mod conformance;
 pub mod download;
 pub mod loading;
+pub mod preflight;
 pub mod proxy_url;
 pub mod sandbox;
 pub mod ytdlp_locate;

@@ -6,3 +6,5 @@ mod common;
 mod download;
 mod hostile;
 mod plugins;
+mod redis;
+mod vendor_api;

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 // plugins (plugins/), built by build.rs: `fixtures::NAME`, `plugins::NAME`.
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+/// For tests that start their own small HTTP servers (test doubles).
+pub use tiny_http;
+
 /// The small real media clip the media server serves.
 pub const CLIP: &[u8] = include_bytes!("../fixtures/clip.mp4");
 

@@ -68,6 +68,10 @@ pub(crate) async fn run(ctx: &App, args: DownloadArgs) -> Result<ExitCode> {
         extra_args: args.ytdlp_args.clone(),
         run_timeout: Duration::from_secs(ctx.config.run_timeout_secs.unwrap_or(3600)),
         direct_socket_timeout_secs: 30,
+        preflight: match ctx.config.preflight_timeout_ms.unwrap_or(1000) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        },
     };
     let downloader = Downloader::new(backend, ctx.call_options(), settings);
     let progress = ProgressView::new(!args.json);

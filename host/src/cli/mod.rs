@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{Backend, BackendError};
@@ -157,6 +157,26 @@ pub enum PluginsCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Check a .wasm file, copy it into the plugin directory (atomically) and compile it
+    /// ahead, so its first use starts in milliseconds; refuses a file that fails the checks.
+    Install {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// The conformance kit: exercise a plugin through the contract without yt-dlp (init with
+    /// the --backend-opt options, get-proxy, every report, stats, timings); exit non-zero on
+    /// a failure.
+    Test {
+        /// A .wasm file, or the name of a plugin (`memory`: the bundled one).
+        #[arg(value_name = "FILE|NAME")]
+        file: PathBuf,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// get-proxy calls in the repeat check.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        repeat: u32,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -173,6 +193,9 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
     Ok((k.to_string(), v.to_string()))
 }
+
+/// Where the bundled plugin sees its state directory.
+const BUNDLED_STATE_GUEST: &str = "/state";
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -238,6 +261,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }) => proxies::report(&ctx, &url, success, failure, count).await,
         Command::Plugins(PluginsCommand::List { json }) => plugins::list(&ctx, json),
         Command::Plugins(PluginsCommand::Check { file }) => plugins::check(&ctx, &file).await,
+        Command::Plugins(PluginsCommand::Install { file }) => plugins::install(&ctx, &file).await,
+        Command::Plugins(PluginsCommand::Test { file, json, repeat }) => {
+            plugins::test(&ctx, &file, json, repeat).await
+        }
         Command::Setup => setup(),
     }
 }
@@ -299,8 +326,32 @@ impl App {
             for p in self.config.proxies.iter().chain(&self.extra_proxies) {
                 opts.push(("proxy".to_string(), p.clone()));
             }
+            if self.persist_health() {
+                opts.push(("state_dir".to_string(), BUNDLED_STATE_GUEST.to_string()));
+            }
         }
         opts
+    }
+
+    fn persist_health(&self) -> bool {
+        self.config.persist_health.unwrap_or(true)
+    }
+
+    /// The selected plugin's config; the bundled plugin also gets its
+    /// private state directory.
+    pub(crate) fn plugin_config(&self) -> Result<config::PluginConfig> {
+        let mut pc = self.config.plugin(&self.backend);
+        if self.backend == BUNDLED_BACKEND && self.persist_health() {
+            let dir = config::bundled_state_dir();
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+            pc.grants.dirs.push(config::DirGrant {
+                host: dir,
+                guest: BUNDLED_STATE_GUEST.to_string(),
+                rw: true,
+            });
+        }
+        Ok(pc)
     }
 
     /// Options for every call: config options with this run's over them.
@@ -314,13 +365,10 @@ impl App {
     pub(crate) async fn start_backend(&self) -> Result<Backend, StartError> {
         let plugin = loading::find(&self.loader, &self.plugin_dir, &self.backend)
             .map_err(StartError::Load)?;
-        Backend::start(
-            plugin,
-            self.config.plugin(&self.backend),
-            self.init_options(),
-        )
-        .await
-        .map_err(StartError::Backend)
+        let pc = self.plugin_config().map_err(StartError::Load)?;
+        Backend::start(plugin, pc, self.init_options())
+            .await
+            .map_err(StartError::Backend)
     }
 }
 

@@ -5,6 +5,7 @@
 //! embeds the wasm build and loads it like any user plugin.
 
 pub mod engine;
+pub mod state;
 
 #[cfg(target_family = "wasm")]
 mod component;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds app.py into a WebAssembly component: plugin.wasm (or $1).
+# Needs python3 (3.10+); installs the pinned componentize-py from PyPI into
+# .venv/ on first use.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="$(realpath -m "${1:-$here/plugin.wasm}")"
+started=$(date +%s%N)
+want="$(grep -o '^componentize-py==.*' "$here/requirements.txt" | sed 's/==/ /')"
+if [ "$("$here/.venv/bin/componentize-py" --version 2>/dev/null)" != "$want" ]; then
+  python3 -m venv "$here/.venv"
+  "$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+fi
+# The world with stats: backend + stats. The WIT is the repository's.
+"$here/.venv/bin/componentize-py" -d "$here/../../wit" -w proxy-backend-with-stats \
+  componentize -p "$here" app -o "$out" >/dev/null
+ms=$(( ($(date +%s%N) - started) / 1000000 ))
+printf '%s: %s bytes, built in %d.%03d s\n' "$out" "$(stat -c %s "$out")" $((ms / 1000)) $((ms % 1000))

@@ -1,0 +1,388 @@
+//! The scripts against a real redis-server (started here on a free loopback
+//! port), natively: `cargo test --release -p ytdlp-plugin-redis`.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::settings::Strategy;
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        RedisServer::on(port)
+    }
+
+    fn on(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (.ci/run installs it)");
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(Instant::now() < until, "redis-server never listened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        RedisServer { child, port }
+    }
+
+    fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        let mut opts = vec![(
+            "url".to_string(),
+            format!("redis://127.0.0.1:{}", self.port),
+        )];
+        opts.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::parse(&Settings::default(), &opts).unwrap()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn urls(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn pick(store: &mut Store, s: &Settings) -> String {
+    store.get_proxy(s).unwrap().unwrap().url
+}
+
+fn stat(store: &mut Store, s: &Settings, url: &str) -> Stat {
+    store
+        .stats(s)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.url == url)
+        .unwrap_or_else(|| panic!("no stats for {url}"))
+}
+
+#[test]
+fn round_robin_is_one_ring_shared_by_every_host() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[]);
+    let (mut a, mut b) = (Store::new(), Store::new());
+    assert_eq!(
+        a.add(&s, &urls(&["http://a:1", "http://b:1", "http://c:1"]))
+            .unwrap(),
+        3
+    );
+    assert_eq!(a.add(&s, &urls(&["http://a:1", "http://d:1"])).unwrap(), 1);
+    let got: Vec<String> = (0..5)
+        .map(|i| {
+            if i % 2 == 0 {
+                pick(&mut a, &s)
+            } else {
+                pick(&mut b, &s)
+            }
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "http://a:1",
+            "http://b:1",
+            "http://c:1",
+            "http://d:1",
+            "http://a:1"
+        ]
+    );
+}
+
+#[test]
+fn proxy_faults_take_a_proxy_out_for_the_cooldown_and_others_see_it() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[("cooldown_ms", "600000")]);
+    let (mut a, mut b) = (Store::new(), Store::new());
+    a.add(&s, &urls(&["http://bad:1", "http://good:1"]))
+        .unwrap();
+    assert_eq!(
+        a.report_failure(&s, "http://bad:1", Kind::ProxyConnect),
+        Ok(Reported::Counted)
+    );
+    a.report_failure(&s, "http://bad:1", Kind::ProxyTimeout)
+        .unwrap();
+    assert_eq!(
+        b.report_failure(&s, "http://bad:1", Kind::ProxyAuth),
+        Ok(Reported::TookOut)
+    );
+    for _ in 0..4 {
+        assert_eq!(pick(&mut a, &s), "http://good:1");
+        assert_eq!(pick(&mut b, &s), "http://good:1");
+    }
+    let st = stat(&mut b, &s, "http://bad:1");
+    assert!(matches!(st.state, ProxyState::CoolingDown(_)), "{st:?}");
+    assert_eq!((st.failures, st.consecutive_failures), (3, 3));
+    assert!(
+        st.extra
+            .contains(&("times-taken-out".to_string(), "1".to_string()))
+    );
+    // With the good one gone too, the answer says when the first is back.
+    for _ in 0..3 {
+        a.report_failure(&s, "http://good:1", Kind::ProxyConnect)
+            .unwrap();
+    }
+    let np = a.get_proxy(&s).unwrap().unwrap_err();
+    assert!(np.message.contains("cooling down"), "{np:?}");
+    assert!(np.retry_at_ms.is_some(), "{np:?}");
+}
+
+#[test]
+fn only_consecutive_proxy_faults_count() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    for _ in 0..10 {
+        for kind in [Kind::Content, Kind::Blocked, Kind::Host, Kind::Unknown] {
+            st.report_failure(&s, "http://a:1", kind).unwrap();
+        }
+    }
+    st.report_failure(&s, "http://a:1", Kind::ProxyConnect)
+        .unwrap();
+    st.report_failure(&s, "http://a:1", Kind::ProxyConnect)
+        .unwrap();
+    st.report_success(&s, "http://a:1").unwrap();
+    st.report_failure(&s, "http://a:1", Kind::ProxyConnect)
+        .unwrap();
+    let row = stat(&mut st, &s, "http://a:1");
+    assert_eq!(row.state, ProxyState::Active);
+    assert_eq!(
+        (row.successes, row.failures, row.consecutive_failures),
+        (1, 43, 1)
+    );
+    assert!(
+        row.extra
+            .contains(&("failures.content".to_string(), "10".to_string()))
+    );
+    assert_eq!(pick(&mut st, &s), "http://a:1");
+}
+
+#[test]
+fn after_the_cooldown_a_proxy_is_back_on_probation() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[("cooldown_ms", "150"), ("failure_threshold", "2")]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    for _ in 0..2 {
+        st.report_failure(&s, "http://a:1", Kind::ProxyConnect)
+            .unwrap();
+    }
+    assert!(st.get_proxy(&s).unwrap().is_err());
+    let until = Instant::now() + Duration::from_secs(5);
+    while st.get_proxy(&s).unwrap().is_err() {
+        assert!(Instant::now() < until, "never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let row = stat(&mut st, &s, "http://a:1");
+    assert_eq!(row.state, ProxyState::Active);
+    assert!(
+        row.extra
+            .contains(&("probation".to_string(), "yes".to_string()))
+    );
+    // One more fault on probation: out again at once.
+    assert_eq!(
+        st.report_failure(&s, "http://a:1", Kind::ProxyTimeout),
+        Ok(Reported::TookOut)
+    );
+    assert!(st.get_proxy(&s).unwrap().is_err());
+}
+
+#[test]
+fn cooldown_zero_disables_until_removed_and_added_again() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[("cooldown_ms", "0"), ("failure_threshold", "1")]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    st.report_failure(&s, "http://a:1", Kind::ProxyAuth)
+        .unwrap();
+    assert_eq!(stat(&mut st, &s, "http://a:1").state, ProxyState::Disabled);
+    let np = st.get_proxy(&s).unwrap().unwrap_err();
+    assert!(np.message.contains("disabled"), "{np:?}");
+    assert_eq!(np.retry_at_ms, None);
+    assert_eq!(st.remove(&s, &urls(&["http://a:1", "http://x:1"])), Ok(1));
+    assert_eq!(st.add(&s, &urls(&["http://a:1"])), Ok(1));
+    let row = stat(&mut st, &s, "http://a:1");
+    assert_eq!((row.state, row.failures), (ProxyState::Active, 0));
+}
+
+#[test]
+fn healthiest_prefers_the_best_ratio_then_the_least_recently_used() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[("strategy", "healthiest")]);
+    assert_eq!(s.strategy, Strategy::Healthiest);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1", "http://b:1", "http://c:1"]))
+        .unwrap();
+    // Equal health: least recently used first, so each once.
+    let mut first: Vec<String> = (0..3).map(|_| pick(&mut st, &s)).collect();
+    first.sort();
+    assert_eq!(first, ["http://a:1", "http://b:1", "http://c:1"]);
+    st.report_success(&s, "http://b:1").unwrap();
+    st.report_failure(&s, "http://c:1", Kind::ProxyConnect)
+        .unwrap();
+    // Non-fault failures do not lower the score.
+    st.report_failure(&s, "http://b:1", Kind::Content).unwrap();
+    for _ in 0..3 {
+        assert_eq!(pick(&mut st, &s), "http://b:1");
+    }
+}
+
+#[test]
+fn reports_for_removed_proxies_are_ignored() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[]);
+    let mut st = Store::new();
+    assert_eq!(
+        st.report_success(&s, "http://gone:1"),
+        Ok(Reported::Unknown)
+    );
+    assert!(st.stats(&s).unwrap().is_empty());
+    let np = st.get_proxy(&s).unwrap().unwrap_err();
+    assert!(np.message.contains("no proxies"), "{np:?}");
+}
+
+#[test]
+fn pools_are_separate_namespaces() {
+    let redis = RedisServer::start();
+    let eu = redis.settings(&[("pool", "eu")]);
+    let us = redis.settings(&[("pool", "us")]);
+    let mut st = Store::new();
+    st.add(&eu, &urls(&["http://eu:1"])).unwrap();
+    st.add(&us, &urls(&["http://us:1"])).unwrap();
+    assert_eq!(pick(&mut st, &eu), "http://eu:1");
+    assert_eq!(pick(&mut st, &us), "http://us:1");
+    assert_eq!(st.stats(&eu).unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_reports_are_all_counted() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[]);
+    Store::new().add(&s, &urls(&["http://a:1"])).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut st = Store::new();
+                for _ in 0..500 {
+                    if i % 2 == 0 {
+                        st.report_success(&s, "http://a:1").unwrap();
+                    } else {
+                        st.report_failure(&s, "http://a:1", Kind::Blocked).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let row = stat(&mut Store::new(), &s, "http://a:1");
+    assert_eq!((row.successes, row.failures), (1000, 1000));
+}
+
+#[test]
+fn redis_down_is_an_error_and_redis_back_works_without_a_new_store() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let s = redis.settings(&[]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    assert!(st.is_connected());
+    redis.stop();
+    let err = st.get_proxy(&s).unwrap_err();
+    assert!(
+        err.contains(&format!("Redis at redis://127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!st.is_connected());
+    let err = st.report_success(&s, "http://a:1").unwrap_err();
+    assert!(err.ends_with("is unreachable: connection refused"), "{err}");
+    // Back on the same port (empty: no persistence): usable at once.
+    let _redis = RedisServer::on(port);
+    st.add(&s, &urls(&["http://b:1"])).unwrap();
+    assert_eq!(pick(&mut st, &s), "http://b:1");
+}
+
+#[test]
+fn a_restart_behind_an_open_connection_is_invisible() {
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let s = redis.settings(&[]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    redis.stop();
+    let _redis = RedisServer::on(port);
+    // The old connection is dead; the call reconnects and succeeds.
+    assert_eq!(st.add(&s, &urls(&["http://a:1"])), Ok(1));
+}
+
+#[test]
+fn a_hung_redis_times_out_quickly() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[("redis_timeout_ms", "100")]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    let pid = redis.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let err = st.get_proxy(&s).unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(err.contains("no answer within 100 ms"), "{err}");
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    // A new connection to a hung Redis: bounded the same way.
+    let mut fresh = Store::new();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let err = fresh.get_proxy(&s).unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(err.contains("no answer within 100 ms"), "{err}");
+    assert!(took < Duration::from_millis(400), "{took:?}");
+}
