@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendError, FailureReport, ProxyChoice};
+use crate::backend::{Backend, BackendError, FailureReport, ProxyChoice, ProxyState};
 use crate::classify::FailureKind;
 use crate::config::{Options, PluginConfig};
 use crate::loading::{Loader, Plugin, Source};
@@ -519,11 +519,27 @@ async fn stats_check(
             "get-stats",
             Status::Pass,
             format!(
-                "{summary}; {}: {} successes, {} failures, {:?}",
-                row.url, row.successes, row.failures, row.state
+                "{summary}; {}: {} successes, {} failures, {}",
+                row.url,
+                row.successes,
+                row.failures,
+                describe_state(&row.state)
             ),
         ),
         None => r.push("get-stats", Status::Pass, summary),
+    }
+}
+
+fn describe_state(state: &ProxyState) -> String {
+    match state {
+        ProxyState::Active => "active".to_string(),
+        ProxyState::CoolingDown(until) => format!(
+            "cooling down for {} s",
+            until
+                .saturating_sub(crate::backend::now_ms())
+                .div_ceil(1000)
+        ),
+        ProxyState::Disabled => "disabled".to_string(),
     }
 }
 

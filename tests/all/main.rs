@@ -3,7 +3,9 @@
 //! real servers on loopback (see the `ytdlp-host-tests` harness).
 
 mod common;
+mod conformance;
 mod download;
+mod examples;
 mod hostile;
 mod plugins;
 mod redis;
