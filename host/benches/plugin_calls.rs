@@ -80,5 +80,52 @@ fn round_trip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, round_trip);
+/// Every strategy of the bundled plugin at 10, 1k and 100k proxies, through
+/// the wasm boundary: get-proxy (with a site) + report-success.
+fn strategies(c: &mut Criterion) {
+    let engine = sandbox::engine().unwrap();
+    let _ticker = EpochTicker::start(&engine);
+    let loader = Loader::new(engine, CompileCache::disabled()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let call_opts: Vec<(String, String)> = vec![("host.site".into(), "www.example.com".into())];
+    let mut group = c.benchmark_group("strategy round trip");
+    for strategy in ["round_robin", "random", "least_used", "healthiest", "weighted"] {
+        for n in [10usize, 1_000, 100_000] {
+            let mut init: Vec<(String, String)> = (0..n)
+                .map(|i| {
+                    (
+                        "proxy".to_string(),
+                        format!("http://10.{}.{}.{}:3128", i >> 16, (i >> 8) & 255, i & 255),
+                    )
+                })
+                .collect();
+            init.push(("strategy".into(), strategy.into()));
+            let limits = ytdlp_host::config::LimitsConfig {
+                init_timeout_ms: 60_000,
+                memory_mib: 256,
+                ..Default::default()
+            };
+            let config = PluginConfig {
+                limits,
+                ..PluginConfig::default()
+            };
+            let plugin = loader.load_bundled().unwrap();
+            let mut backend = rt.block_on(Backend::start(plugin, config, init)).unwrap();
+            group.bench_function(format!("{strategy}/{n}"), |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let p = backend.get_proxy(black_box(&call_opts)).await.unwrap();
+                        backend.report_success(&p.url, &call_opts).await.unwrap();
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, round_trip, strategies);
 criterion_main!(benches);

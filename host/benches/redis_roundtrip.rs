@@ -31,6 +31,12 @@ fn options(port: u16) -> Vec<(String, String)> {
     vec![("url".to_string(), format!("redis://127.0.0.1:{port}"))]
 }
 
+fn urls() -> Vec<String> {
+    (1..=PROXIES)
+        .map(|i| format!("http://127.0.0.1:{}", 3000 + i))
+        .collect()
+}
+
 fn plugin_config(port: u16) -> PluginConfig {
     PluginConfig {
         grants: Grants {
@@ -57,10 +63,7 @@ fn start(rt: &tokio::runtime::Runtime, plugin: &Plugin, port: u16) -> Backend {
             options(port),
         ))
         .unwrap();
-    let urls: Vec<String> = (1..=PROXIES)
-        .map(|i| format!("http://127.0.0.1:{}", 3000 + i))
-        .collect();
-    rt.block_on(backend.add_proxies(&urls, &options(port)))
+    rt.block_on(backend.add_proxies(&urls(), &options(port)))
         .unwrap();
     backend
 }
@@ -76,6 +79,7 @@ fn latency(c: &mut Criterion, plugin: &Plugin, port: u16) {
     let mut group = c.benchmark_group("redis: get-proxy + report-success");
     let settings = Settings::parse(&Settings::default(), &options(port)).unwrap();
     let mut store = Store::new();
+    store.add(&settings, &urls()).unwrap();
     group.bench_function("native store (no wasm)", |b| {
         b.iter(|| {
             let p = store.get_proxy(black_box(&settings)).unwrap().unwrap();

@@ -12,6 +12,7 @@ fn run(cache: &std::path::Path) -> Duration {
     let out = Command::new(env!("CARGO_BIN_EXE_ytdlp-host"))
         .env("XDG_CACHE_HOME", cache)
         .env("XDG_CONFIG_HOME", cache.join("no-config"))
+        .env("XDG_STATE_HOME", cache.join("state"))
         .args(["--proxy", "http://127.0.0.1:3128", "proxies", "get"])
         .output()
         .expect("run ytdlp-host");

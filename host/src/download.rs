@@ -13,6 +13,7 @@ use crate::backend::{Backend, FailureReport, ProxyChoice};
 use crate::classify::FailureKind;
 use crate::config::{NoProxyPolicy, Options, merge_options};
 use crate::preflight::Preflight;
+use crate::runner::Runner;
 use crate::ytdlp_run::{self, Progress, RunSpec};
 
 /// A backend shared by concurrent downloads (calls are serialised).
@@ -31,6 +32,8 @@ pub struct Settings {
     pub direct_socket_timeout_secs: u64,
     /// Pre-flight check timeout; `None`: no check.
     pub preflight: Option<Duration>,
+    /// How yt-dlp runs.
+    pub runner: Runner,
 }
 
 /// One attempt at a URL.
@@ -236,7 +239,7 @@ impl Downloader {
             extra_args: self.settings.extra_args.clone(),
             deadline: self.settings.run_timeout,
         };
-        ytdlp_run::run(&spec, |p| on_progress(&p)).await
+        self.settings.runner.run(&spec, |p| on_progress(&p)).await
     }
 }
 

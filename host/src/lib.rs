@@ -9,7 +9,8 @@
 //! - [`backend`]: calls into a plugin (`get-proxy`, `report-*`, `get-stats`);
 //! - [`download`]: one URL: choose a proxy, run yt-dlp, report, retry;
 //! - [`preflight`]: a quick check of a proxy before a yt-dlp run;
-//! - [`ytdlp_run`]: spawning yt-dlp; [`ytdlp_locate`]: finding it;
+//! - [`runner`]: the ways to run yt-dlp; [`ytdlp_run`]: spawning a yt-dlp
+//!   process; [`ytdlp_locate`]: finding yt-dlp;
 //! - [`classify`]: why a run failed; [`proxy_url`]: validation, masking;
 //! - [`conformance`]: the plugin conformance kit (`plugins test`);
 //! - [`cli`]: the `ytdlp-host` command line.
@@ -24,6 +25,7 @@ pub mod download;
 pub mod loading;
 pub mod preflight;
 pub mod proxy_url;
+pub mod runner;
 pub mod sandbox;
 pub mod ytdlp_locate;
 pub mod ytdlp_run;

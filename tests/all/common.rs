@@ -51,6 +51,7 @@ impl Env {
             .env("XDG_CONFIG_HOME", self.path().join("config"))
             .env("XDG_CACHE_HOME", self.path().join("cache"))
             .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("XDG_STATE_HOME", self.path().join("state"))
             .env_remove("YTDLP_HOST_LOG")
             // The real yt-dlp from PATH; a clear failure if it is missing
             // (rather than the host installing a private copy per test).

@@ -6,6 +6,7 @@ mod common;
 mod conformance;
 mod download;
 mod examples;
+mod health;
 mod hostile;
 mod plugins;
 mod redis;

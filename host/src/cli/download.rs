@@ -72,6 +72,7 @@ pub(crate) async fn run(ctx: &App, args: DownloadArgs) -> Result<ExitCode> {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
+        runner: crate::runner::Runner::Process,
     };
     let downloader = Downloader::new(backend, ctx.call_options(), settings);
     let progress = ProgressView::new(!args.json);
