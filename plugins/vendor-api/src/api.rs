@@ -236,11 +236,12 @@ pub fn parse_proxy_answer(s: &Settings, r: &Response) -> Result<Pick, String> {
     match r.status {
         200 => {}
         429 => {
-            let after = r
-                .retry_after
-                .as_deref()
-                .map(|v| format!("; retry after {} s", v.trim()))
-                .unwrap_or_default();
+            // Retry-After is seconds or an HTTP date.
+            let after = match r.retry_after.as_deref().map(str::trim) {
+                Some(v) if v.parse::<u64>().is_ok() => format!("; retry after {v} s"),
+                Some(v) if !v.is_empty() => format!("; retry after {}", excerpt(v.as_bytes())),
+                _ => String::new(),
+            };
             return Err(format!(
                 "rate limited by the vendor API at {origin} (HTTP 429){after}"
             ));
@@ -432,6 +433,12 @@ mod tests {
         assert_eq!(
             err,
             "rate limited by the vendor API at http://127.0.0.1:8080 (HTTP 429); retry after 30 s"
+        );
+        limited.retry_after = Some("Wed, 21 Oct 2026 07:28:00 GMT".to_string());
+        let err = parse_proxy_answer(&s, &limited).unwrap_err();
+        assert!(
+            err.ends_with("; retry after Wed, 21 Oct 2026 07:28:00 GMT"),
+            "{err}"
         );
         let err = parse_proxy_answer(&s, &answer(500, "boom\n")).unwrap_err();
         assert_eq!(
