@@ -38,7 +38,8 @@ wasm_tools="$here/.venv/bin/wasm-tools"
 
 mkdir -p "$build"
 # 1. C bindings of the contract (the world with stats).
-wit-bindgen c "$wit" --world "$world" --out-dir "$build/bindings" >/dev/null
+wit-bindgen c "$wit" --world "$world" --out-dir "$build/bindings" >"$build/wit-bindgen.log" 2>&1 ||
+  { cat "$build/wit-bindgen.log" >&2; exit 1; }
 # 2. A core module (WASI preview1, as Debian's wasi-libc is), as a reactor:
 #    no main, the host calls the exports.
 "$CLANG" --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -fuse-ld=lld \

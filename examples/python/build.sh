@@ -11,8 +11,11 @@ if [ "$("$here/.venv/bin/componentize-py" --version 2>/dev/null)" != "$want" ]; 
   python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 fi
+# componentize-py bundles every file of the directories on its path (-p):
+# give it one that holds only the module.
+rm -rf "$here/build" && mkdir -p "$here/build/src" && cp "$here/app.py" "$here/build/src/"
 # The world with stats: backend + stats. The WIT is the repository's.
 "$here/.venv/bin/componentize-py" -d "$here/../../wit" -w proxy-backend-with-stats \
-  componentize -p "$here" app -o "$out" >/dev/null
+  componentize -p "$here/build/src" app -o "$out" >/dev/null
 ms=$(( ($(date +%s%N) - started) / 1000000 ))
 printf '%s: %s bytes, built in %d.%03d s\n' "$out" "$(stat -c %s "$out")" $((ms / 1000)) $((ms % 1000))
