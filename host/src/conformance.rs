@@ -323,6 +323,25 @@ pub async fn run_loaded(
     r
 }
 
+/// Runs a backend call; if the backend is still waiting to restart the
+/// plugin after a crash, waits for it (at most [`MAX_RESTART_WAIT`]) and
+/// calls again, so that each check tests the plugin itself rather than the
+/// aftermath of an earlier check's crash.
+macro_rules! patiently {
+    ($call:expr) => {{
+        let mut r = $call;
+        if let Err(BackendError::CoolingOff { wait_ms, .. }) = &r {
+            let wait = Duration::from_millis(wait_ms.saturating_add(5)).min(MAX_RESTART_WAIT);
+            tokio::time::sleep(wait).await;
+            r = $call;
+        }
+        r
+    }};
+}
+
+/// Longest the kit waits for a crashed plugin's restart backoff.
+const MAX_RESTART_WAIT: Duration = Duration::from_secs(2);
+
 async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings) {
     let base = &settings.call_options;
     let opts = with_context(base, 1);
@@ -391,7 +410,7 @@ async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings)
         format!("through {reported} (no proxy was handed out)")
     };
 
-    match backend.report_success(&reported, &opts).await {
+    match patiently!(backend.report_success(&reported, &opts).await) {
         Ok(()) => r.push("report-success", Status::Pass, format!("accepted {about}")),
         Err(e) => r.push("report-success", Status::Fail, e.to_string()),
     }
@@ -401,13 +420,13 @@ async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings)
             message: format!("conformance kit: a {kind} failure"),
         };
         let name = format!("report-failure {kind}");
-        match backend.report_failure(&reported, &failure, &opts).await {
+        match patiently!(backend.report_failure(&reported, &failure, &opts).await) {
             Ok(()) => r.push(name, Status::Pass, "accepted"),
             Err(e) => r.push(name, Status::Fail, e.to_string()),
         }
     }
     // Bring the proxy back (the reports above include three proxy faults).
-    let _ = backend.report_success(&reported, &opts).await;
+    let _ = patiently!(backend.report_success(&reported, &opts).await);
 
     if handed_out.is_some() {
         let unknown = proxy_url::validate(UNKNOWN_PROXY).expect("valid constant");
@@ -415,8 +434,8 @@ async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings)
             kind: FailureKind::ProxyConnect,
             message: "conformance kit: a proxy this backend never handed out".into(),
         };
-        let outcome = match backend.report_success(&unknown, &opts).await {
-            Ok(()) => backend.report_failure(&unknown, &failure, &opts).await,
+        let outcome = match patiently!(backend.report_success(&unknown, &opts).await) {
+            Ok(()) => patiently!(backend.report_failure(&unknown, &failure, &opts).await),
             Err(e) => Err(e),
         };
         match outcome {
@@ -425,9 +444,7 @@ async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings)
         }
     }
 
-    let t = Instant::now();
-    let after = backend.get_proxy(&with_context(base, 2)).await;
-    get_samples.0.push(t.elapsed());
+    let after = patiently!(backend.get_proxy(&with_context(base, 2)).await);
     match describe_answer(&after) {
         Ok(d) => r.push("get-proxy after reports", Status::Pass, d),
         Err(e) => r.push("get-proxy after reports", Status::Fail, e),
@@ -444,7 +461,7 @@ async fn stats_check(
     base: &Options,
     handed_out: Option<&proxy_url::ProxyUrl>,
 ) {
-    let rows = match backend.get_stats(base).await {
+    let rows = match patiently!(backend.get_stats(base).await) {
         Ok(None) => {
             r.push(
                 "get-stats",
@@ -554,7 +571,7 @@ async fn admin_check(r: &mut Report, backend: &mut Backend, base: &Options) {
     }
     // A loopback URL no test or user would configure; never contacted.
     let url = vec!["http://127.0.0.1:1".to_string()];
-    let added = match backend.add_proxies(&url, base).await {
+    let added = match patiently!(backend.add_proxies(&url, base).await) {
         Ok(n) => n,
         Err(e) if !e.is_fault() => {
             r.push(
@@ -569,7 +586,7 @@ async fn admin_check(r: &mut Report, backend: &mut Backend, base: &Options) {
             return;
         }
     };
-    match backend.remove_proxies(&url, base).await {
+    match patiently!(backend.remove_proxies(&url, base).await) {
         Ok(removed) => {
             let status = if added == Some(1) && removed != Some(1) {
                 Status::Warn
