@@ -92,7 +92,13 @@ fn strategies(c: &mut Criterion) {
         .unwrap();
     let call_opts: Vec<(String, String)> = vec![("host.site".into(), "www.example.com".into())];
     let mut group = c.benchmark_group("strategy round trip");
-    for strategy in ["round_robin", "random", "least_used", "healthiest", "weighted"] {
+    for strategy in [
+        "round_robin",
+        "random",
+        "least_used",
+        "healthiest",
+        "weighted",
+    ] {
         for n in [10usize, 1_000, 100_000] {
             let mut init: Vec<(String, String)> = (0..n)
                 .map(|i| {

@@ -36,6 +36,12 @@ pub struct Config {
     pub preflight_timeout_ms: Option<u64>,
     /// Keep the bundled plugin's proxy health across runs (default true).
     pub persist_health: Option<bool>,
+    /// How yt-dlp runs: `worker` (warm workers) or `process` (default:
+    /// `worker` when yt-dlp's Python module imports).
+    pub runner: Option<crate::runner::RunnerKind>,
+    /// The worker runner's settings (`[worker]`).
+    #[serde(default)]
+    pub worker: crate::ytdlp_worker::WorkerConfig,
     /// Per-plugin settings, by plugin name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,

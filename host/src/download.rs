@@ -1,20 +1,20 @@
-//! One URL from start to end: ask the backend for a proxy, run yt-dlp with
-//! it, report the outcome (with the failure's kind), and retry through
-//! another proxy while the failure is one another proxy could fix.
+//! One URL from start to end: ask the backend for a proxy, check it, run
+//! yt-dlp with it, report the outcome (with the failure's kind), and retry
+//! through another proxy while the failure is one another proxy could fix.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, FailureReport, ProxyChoice};
 use crate::classify::FailureKind;
 use crate::config::{NoProxyPolicy, Options, merge_options};
 use crate::preflight::Preflight;
 use crate::runner::Runner;
-use crate::ytdlp_run::{self, Progress, RunSpec};
+use crate::ytdlp_run::{Progress, RunOutcome, RunSpec};
 
 /// A backend shared by concurrent downloads (calls are serialised).
 pub type SharedBackend = Arc<tokio::sync::Mutex<Backend>>;
@@ -26,6 +26,7 @@ pub struct Settings {
     pub max_attempts: u32,
     pub on_no_proxy: NoProxyPolicy,
     pub output: Option<String>,
+    /// yt-dlp arguments for every download (a download may add its own).
     pub extra_args: Vec<String>,
     pub run_timeout: Duration,
     /// Socket timeout for direct runs, seconds.
@@ -34,6 +35,28 @@ pub struct Settings {
     pub preflight: Option<Duration>,
     /// How yt-dlp runs.
     pub runner: Runner,
+}
+
+/// One download asked for.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadRequest {
+    pub url: String,
+    /// This download's backend options (they win over the config's).
+    #[serde(default)]
+    pub backend_options: Vec<(String, String)>,
+    /// yt-dlp arguments for this download, after the configured ones.
+    #[serde(default)]
+    pub ytdlp_args: Vec<String>,
+}
+
+impl DownloadRequest {
+    pub fn new(url: impl Into<String>) -> Self {
+        DownloadRequest {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
 }
 
 /// One attempt at a URL.
@@ -71,9 +94,26 @@ pub struct DownloadResult {
     pub kind: Option<FailureKind>,
 }
 
+/// What happens during a download, as it happens.
+#[derive(Debug, Clone)]
+pub enum AttemptEvent {
+    /// An attempt starts through `proxy` (masked; `None`: direct).
+    Started {
+        attempt: u32,
+        proxy: Option<String>,
+    },
+    Progress(Progress),
+    /// An attempt failed and another one follows.
+    Retrying {
+        attempt: u32,
+        kind: FailureKind,
+        message: String,
+    },
+}
+
 /// Runs downloads against one backend (or none, for `--no-proxy-manager`).
 pub struct Downloader {
-    backend: Option<SharedBackend>,
+    backend: RwLock<Option<SharedBackend>>,
     base_options: Options,
     settings: Settings,
     preflight: Option<Preflight>,
@@ -83,7 +123,7 @@ pub struct Downloader {
 impl Downloader {
     pub fn new(backend: Option<SharedBackend>, base_options: Options, settings: Settings) -> Self {
         Downloader {
-            backend,
+            backend: RwLock::new(backend),
             base_options,
             preflight: settings.preflight.map(Preflight::new),
             settings,
@@ -95,22 +135,63 @@ impl Downloader {
         &self.settings
     }
 
-    /// Downloads `url`; `options` are this download's backend options (they
-    /// win over the config's).
+    /// The backend new downloads use.
+    pub fn backend(&self) -> Option<SharedBackend> {
+        self.backend
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps the backend for new downloads; running ones keep theirs.
+    pub fn set_backend(&self, backend: Option<SharedBackend>) {
+        *self.backend.write().unwrap_or_else(|p| p.into_inner()) = backend;
+    }
+
+    /// A fresh download id.
+    pub fn next_id(&self) -> String {
+        format!(
+            "{:x}-{}",
+            std::process::id(),
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Downloads `url` with this download's backend `options`.
     pub async fn download(
         &self,
         url: &str,
         options: &Options,
         mut on_progress: impl FnMut(&Progress),
     ) -> DownloadResult {
-        let id = format!(
-            "{:x}-{}",
-            std::process::id(),
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        );
+        let req = DownloadRequest {
+            url: url.to_string(),
+            backend_options: options.clone(),
+            ytdlp_args: Vec::new(),
+        };
+        let id = self.next_id();
+        self.run(&id, &req, |e| {
+            if let AttemptEvent::Progress(p) = e {
+                on_progress(&p)
+            }
+        })
+        .await
+    }
+
+    /// Runs one download to its end, reporting events as they happen.
+    pub async fn run(
+        &self,
+        id: &str,
+        req: &DownloadRequest,
+        mut on_event: impl FnMut(AttemptEvent),
+    ) -> DownloadResult {
+        let url = req.url.as_str();
+        // The backend at the start serves every attempt of this download,
+        // even if a reload swaps it meanwhile.
+        let backend = self.backend();
         let site = site_of(url);
         let mut result = DownloadResult {
-            id: id.clone(),
+            id: id.to_string(),
             url: url.to_string(),
             status: Status::Failed,
             file: None,
@@ -118,16 +199,16 @@ impl Downloader {
             error: None,
             kind: None,
         };
-        let merged = merge_options(&self.base_options, options);
+        let merged = merge_options(&self.base_options, &req.backend_options);
         for n in 1..=self.settings.max_attempts {
             let mut call_options = merged.clone();
             call_options.extend([
                 ("host.url".to_string(), url.to_string()),
                 ("host.site".to_string(), site.clone()),
                 ("host.attempt".to_string(), n.to_string()),
-                ("host.download-id".to_string(), id.clone()),
+                ("host.download-id".to_string(), id.to_string()),
             ]);
-            let proxy = match &self.backend {
+            let proxy = match &backend {
                 None => None,
                 Some(backend) => {
                     let answer = backend.lock().await.get_proxy(&call_options).await;
@@ -148,19 +229,28 @@ impl Downloader {
                     }
                 }
             };
+            on_event(AttemptEvent::Started {
+                attempt: n,
+                proxy: proxy.as_ref().map(|p| p.url.to_string()),
+            });
             let checked = match (&self.preflight, &proxy) {
                 (Some(pf), Some(choice)) => pf.check(&choice.url).await.err(),
                 _ => None,
             };
             let outcome = match checked {
                 // The proxy failed its pre-flight check: no yt-dlp run.
-                Some((kind, message)) => ytdlp_run::RunOutcome {
+                Some((kind, message)) => RunOutcome {
                     exit_code: None,
                     duration: Duration::ZERO,
                     file: None,
                     failure: Some((kind, message)),
                 },
-                None => self.run_once(url, proxy.as_ref(), &mut on_progress).await,
+                None => {
+                    self.run_once(req, proxy.as_ref(), &mut |p| {
+                        on_event(AttemptEvent::Progress(p))
+                    })
+                    .await
+                }
             };
             let (kind, message) = match &outcome.failure {
                 None => (None, None),
@@ -173,7 +263,7 @@ impl Downloader {
                 message: message.clone(),
                 duration_ms: outcome.duration.as_millis() as u64,
             });
-            if let (Some(backend), Some(choice)) = (&self.backend, &proxy) {
+            if let (Some(backend), Some(choice)) = (&backend, &proxy) {
                 let mut backend = backend.lock().await;
                 let delivered = match &outcome.failure {
                     None => backend.report_success(&choice.url, &call_options).await,
@@ -201,7 +291,7 @@ impl Downloader {
                 }
                 Some((kind, message)) => {
                     result.kind = Some(kind);
-                    result.error = Some(message);
+                    result.error = Some(message.clone());
                     // A direct run is the policy's last resort; content and
                     // host failures would fail through any proxy.
                     if proxy.is_none() || !kind.retry_elsewhere() {
@@ -215,6 +305,11 @@ impl Downloader {
                                 .map(|p| p.url.to_string())
                                 .unwrap_or_default()
                         );
+                        on_event(AttemptEvent::Retrying {
+                            attempt: n,
+                            kind,
+                            message,
+                        });
                     }
                 }
             }
@@ -224,22 +319,24 @@ impl Downloader {
 
     async fn run_once(
         &self,
-        url: &str,
+        req: &DownloadRequest,
         proxy: Option<&ProxyChoice>,
-        on_progress: &mut impl FnMut(&Progress),
-    ) -> ytdlp_run::RunOutcome {
+        on_progress: &mut impl FnMut(Progress),
+    ) -> RunOutcome {
+        let mut extra_args = self.settings.extra_args.clone();
+        extra_args.extend(req.ytdlp_args.iter().cloned());
         let spec = RunSpec {
             program: self.settings.yt_dlp.clone(),
-            url: url.to_string(),
+            url: req.url.clone(),
             proxy: proxy.map(|p| p.url.clone()),
             socket_timeout_secs: proxy
                 .map(|p| u64::from(p.timeout_ms).div_ceil(1000))
                 .unwrap_or(self.settings.direct_socket_timeout_secs),
             output: self.settings.output.clone(),
-            extra_args: self.settings.extra_args.clone(),
+            extra_args,
             deadline: self.settings.run_timeout,
         };
-        self.settings.runner.run(&spec, |p| on_progress(&p)).await
+        self.settings.runner.run(&spec, on_progress).await
     }
 }
 

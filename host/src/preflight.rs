@@ -22,10 +22,13 @@ pub const CACHE_FOR: Duration = Duration::from_secs(10);
 /// A failed check: the kind to report and why.
 pub type Failure = (FailureKind, String);
 
+/// A check's result and when it was made.
+type Checked = (Instant, Result<(), Failure>);
+
 /// Pre-flight checks with a small result cache.
 pub struct Preflight {
     timeout: Duration,
-    cache: Mutex<HashMap<String, (Instant, Result<(), Failure>)>>,
+    cache: Mutex<HashMap<String, Checked>>,
 }
 
 impl Preflight {
@@ -48,10 +51,9 @@ impl Preflight {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
+            && at.elapsed() < CACHE_FOR
         {
-            if at.elapsed() < CACHE_FOR {
-                return r.clone();
-            }
+            return r.clone();
         }
         let result = check(proxy, self.timeout).await;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());

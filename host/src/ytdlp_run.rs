@@ -42,8 +42,15 @@ pub struct Progress {
     pub status: Option<String>,
     pub downloaded_bytes: Option<f64>,
     pub total_bytes: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes_estimate: Option<f64>,
     pub speed: Option<f64>,
     pub eta: Option<f64>,
+    /// The file being written (the final name, and the `.part` one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfilename: Option<String>,
 }
 
 /// How a run ended.
@@ -77,7 +84,7 @@ pub fn argv(spec: &RunSpec) -> Vec<OsString> {
     push("--progress");
     push("--progress-template");
     push(&format!(
-        "download:{PROGRESS_PREFIX}%(progress.{{status,downloaded_bytes,total_bytes,speed,eta}})j"
+        "download:{PROGRESS_PREFIX}%(progress.{{status,downloaded_bytes,total_bytes,total_bytes_estimate,speed,eta,filename,tmpfilename}})j"
     ));
     push("--print");
     push(&format!("after_move:{FINAL_PREFIX}%(filepath)s"));
@@ -123,6 +130,13 @@ pub async fn run(spec: &RunSpec, mut on_progress: impl FnMut(Progress)) -> RunOu
         }
     };
     let pid = child.id();
+    // Until the run ends normally, dropping this (a cancelled download)
+    // kills the whole group and removes the partial file.
+    let mut guard = RunGuard {
+        pid,
+        partial: None,
+        armed: true,
+    };
     let stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let stderr_task = tokio::spawn(async move {
@@ -148,6 +162,9 @@ pub async fn run(spec: &RunSpec, mut on_progress: impl FnMut(Progress)) -> RunOu
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(json) = line.strip_prefix(PROGRESS_PREFIX) {
                 if let Ok(p) = serde_json::from_str::<Progress>(json) {
+                    if let Some(tmp) = &p.tmpfilename {
+                        guard.partial = Some(PathBuf::from(tmp));
+                    }
                     on_progress(p);
                 }
             } else if let Some(path) = line.strip_prefix(FINAL_PREFIX) {
@@ -157,6 +174,7 @@ pub async fn run(spec: &RunSpec, mut on_progress: impl FnMut(Progress)) -> RunOu
         child.wait().await
     };
     let waited = tokio::time::timeout(spec.deadline, work).await;
+    guard.armed = false;
     let status = match waited {
         Ok(status) => status.ok(),
         Err(_) => {
@@ -208,6 +226,25 @@ pub async fn run(spec: &RunSpec, mut on_progress: impl FnMut(Progress)) -> RunOu
         duration: started.elapsed(),
         file: if success { file } else { None },
         failure,
+    }
+}
+
+/// Kills a run's process group (and removes its partial file) when a run is
+/// abandoned: its future dropped before the end.
+struct RunGuard {
+    pid: Option<u32>,
+    partial: Option<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            kill_group(self.pid);
+            if let Some(p) = &self.partial {
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
 }
 

@@ -102,8 +102,8 @@ impl Run {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
 
-    /// One JSON object per stdout line.
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+    /// Every JSON event on stdout.
+    pub fn events(&self) -> Vec<serde_json::Value> {
         self.stdout()
             .lines()
             .map(|l| {
@@ -111,6 +111,24 @@ impl Run {
                     .unwrap_or_else(|e| panic!("not JSON ({e}): {l}\nstderr: {}", self.stderr()))
             })
             .collect()
+    }
+
+    /// The per-URL results (`done` and `failed` events), in the order the
+    /// URLs were given (ids count up from submission).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        let mut results: Vec<serde_json::Value> = self
+            .events()
+            .into_iter()
+            .filter(|e| e["event"] == "done" || e["event"] == "failed")
+            .collect();
+        results.sort_by_key(|r| {
+            r["id"]
+                .as_str()
+                .and_then(|id| id.rsplit('-').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        results
     }
 
     pub fn json(&self) -> serde_json::Value {

@@ -2,6 +2,7 @@
 //! Every test runs the real `ytdlp-host` binary and the real yt-dlp against
 //! real servers on loopback (see the `ytdlp-host-tests` harness).
 
+mod batch;
 mod common;
 mod conformance;
 mod download;
@@ -10,4 +11,6 @@ mod health;
 mod hostile;
 mod plugins;
 mod redis;
+mod runners;
+mod service;
 mod vendor_api;

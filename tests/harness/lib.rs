@@ -211,6 +211,8 @@ impl Drop for BlackHole {
 
 /// A local HTTP media server:
 /// - `/clip.mp4` (and `/v/<anything>.mp4`): the real clip;
+/// - `/slow/<ms>/<anything>.mp4`: the clip, sent over about `ms`
+///   milliseconds (for downloads that are still running when a test acts);
 /// - `/status/<code>`: that status, empty body;
 /// - `/page`: an HTML page without media;
 /// - anything else: 404.
@@ -267,6 +269,25 @@ fn respond(req: tiny_http::Request, path: &str) {
         let resp = tiny_http::Response::from_data(CLIP.to_vec())
             .with_header(header("Content-Type", "video/mp4"));
         let _ = req.respond(resp);
+    } else if let Some(rest) = path.strip_prefix("/slow/") {
+        let ms: u64 = rest
+            .split('/')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(1000);
+        let reader = SlowReader {
+            pos: 0,
+            chunk: CLIP.len().div_ceil(20),
+            delay: std::time::Duration::from_millis(ms / 20),
+        };
+        let resp = tiny_http::Response::new(
+            tiny_http::StatusCode(200),
+            vec![header("Content-Type", "video/mp4")],
+            reader,
+            Some(CLIP.len()),
+            None,
+        );
+        let _ = req.respond(resp);
     } else if let Some(code) = path
         .strip_prefix("/status/")
         .and_then(|c| c.parse::<u16>().ok())
@@ -278,6 +299,26 @@ fn respond(req: tiny_http::Request, path: &str) {
         let _ = req.respond(resp);
     } else {
         let _ = req.respond(tiny_http::Response::empty(404));
+    }
+}
+
+/// The clip, a chunk at a time with a pause before each.
+struct SlowReader {
+    pos: usize,
+    chunk: usize,
+    delay: std::time::Duration,
+}
+
+impl std::io::Read for SlowReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= CLIP.len() {
+            return Ok(0);
+        }
+        std::thread::sleep(self.delay);
+        let n = self.chunk.min(buf.len()).min(CLIP.len() - self.pos);
+        buf[..n].copy_from_slice(&CLIP[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -5,6 +5,7 @@
 mod download;
 mod plugins;
 mod proxies;
+mod serve;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -70,8 +71,28 @@ pub enum Command {
     /// Plugin commands.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Run the HTTP API (POST /downloads, GET/DELETE /downloads/{id},
+    /// GET /proxies/stats, GET /healthz), reloading the backend plugin when
+    /// its file changes.
+    Serve(ServeArgs),
     /// Install the pinned yt-dlp into the host's private venv.
     Setup,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// Downloads running at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_concurrent: usize,
+    /// Downloads waiting or running at most; more get 503.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub queue_limit: usize,
+    /// On SIGINT/SIGTERM, how long running downloads may finish.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub grace_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +118,15 @@ pub struct DownloadArgs {
     /// When the backend has no proxy: download directly, or fail the URL [default: direct].
     #[arg(long, value_enum, value_name = "POLICY")]
     pub on_no_proxy: Option<NoProxyPolicy>,
-    /// One JSON object per URL on stdout.
+    /// Downloads at once (one backend shared by all).
+    #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+    /// How yt-dlp runs: warm Python workers, or one process per attempt [default: worker when
+    /// yt-dlp's Python module imports, else process].
+    #[arg(long, value_enum, value_name = "RUNNER")]
+    pub runner: Option<crate::runner::RunnerKind>,
+    /// One JSON event per line on stdout (queued, started, progress,
+    /// retried, done, failed, then a summary); done/failed carry the result.
     #[arg(long)]
     pub json: bool,
     /// Arguments passed to yt-dlp as they are (after `--`).
@@ -245,6 +274,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = App::new(&cli.global, config)?;
     match cli.command {
         Command::Download(args) => download::run(&ctx, args).await,
+        Command::Serve(args) => serve::run(std::sync::Arc::new(ctx), args).await,
         Command::Proxies(ProxiesCommand::Stats { json }) => proxies::stats(&ctx, json).await,
         Command::Proxies(ProxiesCommand::Get { for_url }) => {
             proxies::get(&ctx, for_url.as_deref()).await

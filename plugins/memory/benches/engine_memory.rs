@@ -37,7 +37,13 @@ fn main() {
         .map(|i| format!("http://10.{}.{}.{}:3128", i >> 16, (i >> 8) & 255, i & 255))
         .collect();
     let url_bytes: usize = urls.iter().map(String::len).sum();
-    for strategy in ["round_robin", "random", "least_used", "healthiest", "weighted"] {
+    for strategy in [
+        "round_robin",
+        "random",
+        "least_used",
+        "healthiest",
+        "weighted",
+    ] {
         let opts = vec![
             ("strategy".to_string(), strategy.to_string()),
             ("seed".to_string(), "1".to_string()),

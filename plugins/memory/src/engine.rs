@@ -20,7 +20,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -500,9 +500,7 @@ impl Engine {
     }
 
     fn hash(&self, url: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        url.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(url)
     }
 
     fn find(&self, url: &str) -> Option<u32> {
@@ -567,11 +565,8 @@ impl Engine {
         self.entries.push(entry);
         let entries = &self.entries;
         let hasher = &self.hasher;
-        self.by_url.insert_unique(h, i, |&j| {
-            let mut s = hasher.build_hasher();
-            entries[j as usize].url.hash(&mut s);
-            s.finish()
-        });
+        self.by_url
+            .insert_unique(h, i, |&j| hasher.hash_one(&*entries[j as usize].url));
         self.live += 1;
         self.after_restore(i);
         i
@@ -704,21 +699,20 @@ impl Engine {
         sticky: Option<&str>,
     ) -> Result<Pick, NoProxy> {
         self.wake(now);
-        if let Some(key) = sticky {
-            if let Some(&i) = self.sticky.get(key) {
-                if self.entries[i as usize].usable() && !self.banned(i, site, now) {
-                    return Ok(self.hand_out(i, now));
-                }
-            }
+        if let Some(&i) = sticky.and_then(|key| self.sticky.get(key))
+            && self.entries[i as usize].usable()
+            && !self.banned(i, site, now)
+        {
+            return Ok(self.hand_out(i, now));
         }
         let Some(i) = self.pick(site, now) else {
             return Err(self.no_proxy(site, now));
         };
         if let Some(key) = sticky {
-            if self.sticky.len() >= self.settings.sticky_max {
-                if let Some(k) = self.sticky.keys().next().cloned() {
-                    self.sticky.remove(&k);
-                }
+            if self.sticky.len() >= self.settings.sticky_max
+                && let Some(k) = self.sticky.keys().next().cloned()
+            {
+                self.sticky.remove(&k);
             }
             self.sticky.insert(key.into(), i);
         }

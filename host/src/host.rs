@@ -1,0 +1,429 @@
+//! The library API: a queue of downloads with ids, limited concurrency,
+//! statuses, cancellation and a stream of events. The CLI's batch mode and
+//! the service mode both run on it.
+//!
+//! ```no_run
+//! # async fn demo(downloader: ytdlp_host::download::Downloader) {
+//! use ytdlp_host::download::DownloadRequest;
+//! use ytdlp_host::host::{Host, Limits};
+//!
+//! let host = Host::new(downloader, Limits { concurrency: 4, queue: 1000 });
+//! let mut events = host.subscribe();
+//! let id = host.submit(DownloadRequest::new("https://example.com/v/1")).unwrap();
+//! let result = host.wait(&id).await;
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{Semaphore, broadcast, watch};
+
+use crate::classify::FailureKind;
+use crate::download::{AttemptEvent, DownloadRequest, DownloadResult, Downloader, Status};
+use crate::ytdlp_run::Progress;
+
+pub type DownloadId = String;
+
+/// Concurrency and queue bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// yt-dlp runs at once.
+    pub concurrency: usize,
+    /// Downloads waiting or running at most; more are refused.
+    pub queue: usize,
+}
+
+/// Where a download stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Cancelled)
+    }
+}
+
+/// A download's status, as `GET /downloads/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownloadStatus {
+    pub id: DownloadId,
+    pub url: String,
+    pub state: State,
+    /// The attempt running now, or the last one.
+    pub attempt: u32,
+    /// The proxy of the running attempt (masked).
+    pub proxy: Option<String>,
+    pub progress: Option<Progress>,
+    /// The final result, once there is one.
+    pub result: Option<DownloadResult>,
+}
+
+/// Events, one JSON object per line with `--json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    Queued {
+        id: DownloadId,
+        url: String,
+    },
+    Started {
+        id: DownloadId,
+        url: String,
+        attempt: u32,
+        proxy: Option<String>,
+    },
+    Progress {
+        id: DownloadId,
+        proxy: Option<String>,
+        #[serde(flatten)]
+        progress: Progress,
+    },
+    Retried {
+        id: DownloadId,
+        attempt: u32,
+        kind: FailureKind,
+        message: String,
+    },
+    Done {
+        #[serde(flatten)]
+        result: DownloadResult,
+    },
+    Failed {
+        #[serde(flatten)]
+        result: DownloadResult,
+    },
+    Cancelled {
+        id: DownloadId,
+        url: String,
+    },
+}
+
+impl Event {
+    pub fn id(&self) -> &str {
+        match self {
+            Event::Queued { id, .. }
+            | Event::Started { id, .. }
+            | Event::Progress { id, .. }
+            | Event::Retried { id, .. }
+            | Event::Cancelled { id, .. } => id,
+            Event::Done { result } | Event::Failed { result } => &result.id,
+        }
+    }
+}
+
+/// Why a download was not accepted.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("the queue is full ({0} downloads waiting or running)")]
+    QueueFull(usize),
+    #[error("shutting down: no new downloads")]
+    ShuttingDown,
+    #[error("not a URL: {0}")]
+    BadUrl(String),
+}
+
+struct Entry {
+    status: DownloadStatus,
+    cancel: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+struct Inner {
+    downloader: Arc<Downloader>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    events: broadcast::Sender<Event>,
+    table: Mutex<HashMap<DownloadId, Entry>>,
+    accepting: Mutex<bool>,
+}
+
+/// A download queue over one [`Downloader`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+impl Host {
+    /// Must be called inside a tokio runtime (downloads run as tasks).
+    pub fn new(downloader: Downloader, limits: Limits) -> Host {
+        Host::with_shared(Arc::new(downloader), limits)
+    }
+
+    pub fn with_shared(downloader: Arc<Downloader>, limits: Limits) -> Host {
+        let (events, _) = broadcast::channel(4096);
+        Host {
+            inner: Arc::new(Inner {
+                downloader,
+                slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+                limits,
+                events,
+                table: Mutex::new(HashMap::new()),
+                accepting: Mutex::new(true),
+            }),
+        }
+    }
+
+    pub fn downloader(&self) -> &Arc<Downloader> {
+        &self.inner.downloader
+    }
+
+    /// Every event from now on. A slow reader loses the oldest events
+    /// (`RecvError::Lagged`) rather than slowing downloads.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.inner.events.send(e);
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<DownloadId, Entry>> {
+        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Downloads waiting or running.
+    pub fn pending(&self) -> usize {
+        self.table()
+            .values()
+            .filter(|e| !e.status.state.is_final())
+            .count()
+    }
+
+    /// Queues a download; returns its id at once.
+    pub fn submit(&self, req: DownloadRequest) -> Result<DownloadId, SubmitError> {
+        if !*self
+            .inner
+            .accepting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            return Err(SubmitError::ShuttingDown);
+        }
+        if url::Url::parse(&req.url).is_err() {
+            return Err(SubmitError::BadUrl(req.url));
+        }
+        let id = self.inner.downloader.next_id();
+        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        {
+            let mut table = self.table();
+            let pending = table
+                .values()
+                .filter(|e| !e.status.state.is_final())
+                .count();
+            if pending >= self.inner.limits.queue {
+                return Err(SubmitError::QueueFull(pending));
+            }
+            table.insert(
+                id.clone(),
+                Entry {
+                    status: DownloadStatus {
+                        id: id.clone(),
+                        url: req.url.clone(),
+                        state: State::Queued,
+                        attempt: 0,
+                        proxy: None,
+                        progress: None,
+                        result: None,
+                    },
+                    cancel: cancel_tx,
+                    done: done_rx,
+                },
+            );
+        }
+        self.emit(Event::Queued {
+            id: id.clone(),
+            url: req.url.clone(),
+        });
+        let host = self.clone();
+        let task_id = id.clone();
+        tokio::spawn(async move {
+            let id = task_id;
+            let cancelled = async move {
+                // Resolves when cancel is set (or the sender is gone).
+                while !*cancel_rx.borrow_and_update() {
+                    if cancel_rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            let work = async {
+                let _slot = host.inner.slots.clone().acquire_owned().await;
+                host.update(&id, |s| s.state = State::Running);
+                let h = host.clone();
+                let run_id = id.clone();
+                host.inner
+                    .downloader
+                    .run(&id, &req, move |e| h.on_attempt_event(&run_id, e))
+                    .await
+            };
+            let outcome = tokio::select! {
+                result = work => Some(result),
+                _ = cancelled => None,
+            };
+            match outcome {
+                Some(result) => {
+                    let state = if result.status == Status::Done {
+                        State::Done
+                    } else {
+                        State::Failed
+                    };
+                    host.update(&id, |s| {
+                        s.state = state;
+                        s.result = Some(result.clone());
+                    });
+                    host.emit(if state == State::Done {
+                        Event::Done { result }
+                    } else {
+                        Event::Failed { result }
+                    });
+                }
+                None => {
+                    host.update(&id, |s| s.state = State::Cancelled);
+                    host.emit(Event::Cancelled {
+                        id: id.clone(),
+                        url: req.url.clone(),
+                    });
+                }
+            }
+            let _ = done_tx.send(true);
+        });
+        Ok(id)
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut DownloadStatus)) {
+        if let Some(e) = self.table().get_mut(id) {
+            f(&mut e.status);
+        }
+    }
+
+    fn on_attempt_event(&self, id: &str, e: AttemptEvent) {
+        match e {
+            AttemptEvent::Started { attempt, proxy } => {
+                let mut url = String::new();
+                self.update(id, |s| {
+                    s.attempt = attempt;
+                    s.proxy = proxy.clone();
+                    s.progress = None;
+                    url = s.url.clone();
+                });
+                self.emit(Event::Started {
+                    id: id.to_string(),
+                    url,
+                    attempt,
+                    proxy,
+                });
+            }
+            AttemptEvent::Progress(p) => {
+                let mut proxy = None;
+                self.update(id, |s| {
+                    s.progress = Some(p.clone());
+                    proxy = s.proxy.clone();
+                });
+                self.emit(Event::Progress {
+                    id: id.to_string(),
+                    proxy,
+                    progress: p,
+                });
+            }
+            AttemptEvent::Retrying {
+                attempt,
+                kind,
+                message,
+            } => self.emit(Event::Retried {
+                id: id.to_string(),
+                attempt,
+                kind,
+                message,
+            }),
+        }
+    }
+
+    pub fn status(&self, id: &str) -> Option<DownloadStatus> {
+        self.table().get(id).map(|e| e.status.clone())
+    }
+
+    /// Every download, oldest first.
+    pub fn list(&self) -> Vec<DownloadStatus> {
+        let mut all: Vec<DownloadStatus> =
+            self.table().values().map(|e| e.status.clone()).collect();
+        all.sort_by_key(|s| {
+            s.id.rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        all
+    }
+
+    /// Cancels a queued or running download: its yt-dlp process group is
+    /// killed and its partial file removed. False if unknown or finished.
+    pub fn cancel(&self, id: &str) -> bool {
+        let table = self.table();
+        match table.get(id) {
+            Some(e) if !e.status.state.is_final() => e.cancel.send(true).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Waits for a download's end; `None` if the id is unknown.
+    pub async fn wait(&self, id: &str) -> Option<DownloadStatus> {
+        let mut done = self.table().get(id)?.done.clone();
+        while !*done.borrow_and_update() {
+            if done.changed().await.is_err() {
+                break;
+            }
+        }
+        self.status(id)
+    }
+
+    /// Stops taking downloads, lets running ones finish for up to `grace`,
+    /// then cancels what is left (queued ones at once). Returns how many
+    /// were cancelled.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        *self
+            .inner
+            .accepting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = false;
+        let queued: Vec<DownloadId> = self
+            .table()
+            .values()
+            .filter(|e| e.status.state == State::Queued)
+            .map(|e| e.status.id.clone())
+            .collect();
+        let mut cancelled = 0;
+        for id in &queued {
+            if self.cancel(id) {
+                cancelled += 1;
+            }
+        }
+        let deadline = Instant::now() + grace;
+        let running: Vec<DownloadId> = self
+            .table()
+            .values()
+            .filter(|e| !e.status.state.is_final())
+            .map(|e| e.status.id.clone())
+            .collect();
+        for id in &running {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, self.wait(id)).await.is_err() && self.cancel(id) {
+                cancelled += 1;
+            }
+        }
+        for id in running.iter().chain(&queued) {
+            self.wait(id).await;
+        }
+        cancelled
+    }
+}
