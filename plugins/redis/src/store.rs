@@ -314,7 +314,12 @@ fn array(v: &Value) -> Option<&[Value]> {
 }
 
 fn unexpected(what: &str, v: &Value) -> String {
-    format!("unexpected answer from Redis to {what}: {v:?}")
+    let mut shown = format!("{v:?}");
+    if shown.len() > 200 {
+        shown.truncate(shown.floor_char_boundary(200));
+        shown.push_str("...");
+    }
+    format!("unexpected answer from Redis to {what}: {shown}")
 }
 
 impl Store {
