@@ -37,7 +37,7 @@ fn main() {
     let fixtures = crates_in(&manifest.join("test-components"));
     let plugins: Vec<(String, String)> = crates_in(&workspace.join("plugins"))
         .into_iter()
-        .filter(|(dir, _)| dir != "memory")
+        .filter(|(dir, _)| dir != "memory" && dir != "sdk")
         .collect();
     let all: Vec<&str> = fixtures
         .iter()

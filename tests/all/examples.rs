@@ -97,6 +97,46 @@ fn python_example_passes_the_kit() {
 }
 
 #[test]
+fn rust_example_routes_by_site_and_passes_the_kit() {
+    let env = Env::new();
+    let report = passes_the_kit(
+        &env,
+        &example("rust"),
+        &[
+            "--backend-opt",
+            "default=http://127.0.0.1:3128",
+            "--backend-opt",
+            "route=video.example=socks5://127.0.0.1:1080",
+        ],
+    );
+    assert!(detail(&report, "load").contains("exports backend+stats+admin"));
+    // The kit's calls carry no site: the default route.
+    assert!(detail(&report, "get-proxy").contains("127.0.0.1:3128"));
+    // Installed and asked for a proxy for a routed site: its own proxy.
+    env.install_plugin(example("rust").to_str().unwrap(), "route");
+    let config = env.write_config(
+        "backend = \"route\"\n[plugins.route.options]\ndefault = \"http://127.0.0.1:3128\"\nroute = [\"video.example=socks5://127.0.0.1:1080\"]\n",
+    );
+    let get = |url: &str| {
+        let run = host(
+            &env,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "proxies",
+                "get",
+                "--for-url",
+                url,
+            ],
+        );
+        assert!(run.ok(), "{}", run.dump());
+        run.stdout()
+    };
+    assert!(get("https://video.example/watch?v=1").starts_with("socks5://127.0.0.1:1080"));
+    assert!(get("https://other.example/v").starts_with("http://127.0.0.1:3128"));
+}
+
+#[test]
 fn javascript_example_passes_the_kit() {
     let env = Env::new();
     let report = passes_the_kit(
