@@ -181,6 +181,8 @@ pub struct Backend {
     init_options: Options,
     live: Option<Live>,
     crashes: u32,
+    /// Crashes since the last call that went well (drives the backoff).
+    crashes_in_a_row: u32,
     retry_at: Option<Instant>,
 }
 
@@ -207,6 +209,7 @@ impl Backend {
             init_options,
             live: None,
             crashes: 0,
+            crashes_in_a_row: 0,
             retry_at: None,
         };
         b.ensure_live().await?;
@@ -269,12 +272,13 @@ impl Backend {
     fn note_crash(&mut self) {
         self.live = None;
         self.crashes += 1;
+        self.crashes_in_a_row += 1;
         // 0 ms for the first crash (a one-off), then 100 ms doubling.
-        let backoff = if self.crashes <= 1 {
+        let backoff = if self.crashes_in_a_row <= 1 {
             Duration::ZERO
         } else {
             Duration::from_millis(100)
-                .saturating_mul(1 << (self.crashes - 2).min(16))
+                .saturating_mul(1 << (self.crashes_in_a_row - 2).min(16))
                 .min(MAX_RESTART_BACKOFF)
         };
         self.retry_at = Some(Instant::now() + backoff);
@@ -289,6 +293,7 @@ impl Backend {
             init_options: Options::new(),
             live: None,
             crashes: 0,
+            crashes_in_a_row: 0,
             retry_at: None,
         };
         b.instantiate(false).await.map(|_| ())
@@ -420,7 +425,10 @@ impl Backend {
         live.store.set_epoch_deadline(sandbox::deadline_ticks(ms));
         let outcome = tokio::time::timeout(wall_deadline(ms), f(live)).await;
         let err = match outcome {
-            Ok(Ok(r)) => return Ok(r),
+            Ok(Ok(r)) => {
+                self.crashes_in_a_row = 0;
+                return Ok(r);
+            }
             Ok(Err(e)) => {
                 let live = self.live.take().expect("live during call");
                 self.map_trap(&live.store, call, e)

@@ -233,6 +233,7 @@ impl Downloader {
                 attempt: n,
                 proxy: proxy.as_ref().map(|p| p.url.to_string()),
             });
+            let check_started = std::time::Instant::now();
             let checked = match (&self.preflight, &proxy) {
                 (Some(pf), Some(choice)) => pf.check(&choice.url).await.err(),
                 _ => None,
@@ -241,7 +242,7 @@ impl Downloader {
                 // The proxy failed its pre-flight check: no yt-dlp run.
                 Some((kind, message)) => RunOutcome {
                     exit_code: None,
-                    duration: Duration::ZERO,
+                    duration: check_started.elapsed(),
                     file: None,
                     failure: Some((kind, message)),
                 },

@@ -33,4 +33,7 @@ pub mod sandbox;
 pub mod service;
 pub mod ytdlp_locate;
 pub mod ytdlp_run;
+
+#[cfg(test)]
+mod fuzz_props;
 pub mod ytdlp_worker;
