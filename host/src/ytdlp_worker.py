@@ -85,12 +85,24 @@ class Logger:
         pass
 
     def warning(self, msg):
-        pass
+        print(msg, file=sys.stderr)  # the host logs a worker's stderr at debug level
 
     def error(self, msg):
         if isinstance(msg, str) and msg.lstrip().startswith("ERROR:"):
             self.error_msg = msg
             self.error_exc = sys.exc_info()[1]
+
+
+def prewarm():
+    """Compiles every extractor's URL pattern now, before `ready`: yt-dlp
+    does it lazily, which would cost the first job about half a second."""
+    try:
+        from yt_dlp.extractor import gen_extractor_classes
+
+        for ie in gen_extractor_classes():
+            ie.suitable("http://127.0.0.1/")
+    except Exception:  # noqa: BLE001 - only an optimisation
+        pass
 
 
 def run_job(yt_dlp, req):
@@ -156,6 +168,7 @@ def main():
         send({"event": "fatal", "error": f"cannot import yt_dlp with {sys.executable}: {type(e).__name__}: {e}"})
         return 1
     threading.Thread(target=watch_parent, daemon=True).start()
+    prewarm()
     send({"event": "ready", "version": yt_dlp.version.__version__, "python": sys.version.split()[0],
           "pid": os.getpid()})
     for line in sys.stdin:

@@ -511,7 +511,7 @@ fn script_file() -> Option<PathBuf> {
         let _ = write!(name, "{b:02x}");
     }
     name.push_str(".py");
-    let dir = crate::config::cache_dir().join("ytdlp-host").join("worker");
+    let dir = crate::config::cache_dir().join("worker");
     let path = dir.join(&name);
     if std::fs::read(&path).is_ok_and(|b| b == SCRIPT.as_bytes()) {
         return Some(path);
@@ -701,7 +701,13 @@ impl Worker {
             }
             _ => "closed its output".to_string(),
         };
-        let tail = self.last_stderr_line();
+        // The last thing a Python that failed printed says why; after a
+        // signal it is only whatever came before.
+        let tail = if how.contains("signal") {
+            String::new()
+        } else {
+            self.last_stderr_line()
+        };
         if tail.is_empty() {
             format!("the yt-dlp worker (pid {}) {how}", self.pid)
         } else {
@@ -991,10 +997,10 @@ impl WorkerPool {
 
         let max_rss = self.inner.opts.max_rss_bytes;
         let end = async {
-            if !w.ready {
-                if let Err(e) = w.await_ready().await {
-                    return JobEnd::Died(e);
-                }
+            if !w.ready
+                && let Err(e) = w.await_ready().await
+            {
+                return JobEnd::Died(e);
             }
             let mut poll = tokio::time::interval(RSS_POLL);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1033,7 +1039,7 @@ impl WorkerPool {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(j, _)| *j != job);
         let has_creds = spec.proxy.as_ref().is_some_and(ProxyUrl::has_credentials);
-        let outcome = match end {
+        match end {
             JobEnd::Done(done) => {
                 w.jobs += 1;
                 let rss = w.rss_bytes().unwrap_or_default();
@@ -1081,8 +1087,7 @@ impl WorkerPool {
                     None,
                 )
             }
-        };
-        outcome
+        }
     }
 }
 
@@ -1109,7 +1114,22 @@ fn outcome_of(done: Done, has_creds: bool, duration: Duration) -> RunOutcome {
     let kind = if done.options {
         FailureKind::Host
     } else {
-        classify_chain(&done.chain, &line, has_creds)
+        let types: Vec<&str> = done
+            .chain
+            .iter()
+            .filter_map(|e| e.types.first().map(String::as_str))
+            .collect();
+        let kind = classify_chain(&done.chain, &line, has_creds);
+        tracing::debug!(
+            "job {}: {kind} (exception chain {types:?}{})",
+            done.job,
+            if kind_from_chain(&done.chain, has_creds).is_some() {
+                ""
+            } else {
+                "; decided by the error text"
+            }
+        );
+        kind
     };
     let mut message = failure_message(&line);
     if message.is_empty() {
@@ -1305,12 +1325,11 @@ mod tests {
         ];
         let urllib_404 = vec![
             exc(EXTRACTOR),
-            exc(&["urllib.error.HTTPError", "urllib.error.URLError"]),
+            ExcInfo {
+                code: Some(404),
+                ..exc(&["urllib.error.HTTPError", "urllib.error.URLError"])
+            },
         ];
-        let urllib_404 = vec![ExcInfo {
-            code: Some(404),
-            ..urllib_404[1].clone()
-        }];
         let unsupported = vec![exc(&[
             "yt_dlp.utils.UnsupportedError",
             "yt_dlp.utils.ExtractorError",

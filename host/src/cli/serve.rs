@@ -14,7 +14,11 @@ use crate::host::{Host, Limits};
 use crate::service;
 
 pub(crate) async fn run(ctx: Arc<App>, args: ServeArgs) -> Result<ExitCode> {
-    let downloader = build_downloader(&ctx, &RunOverrides::default()).await?;
+    let overrides = RunOverrides {
+        jobs: args.max_concurrent,
+        ..RunOverrides::default()
+    };
+    let downloader = build_downloader(&ctx, &overrides).await?;
     let host = Host::new(
         downloader,
         Limits {
