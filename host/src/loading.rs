@@ -154,7 +154,7 @@ impl Loader {
             let foreign: Vec<&str> = imports
                 .iter()
                 .map(String::as_str)
-                .filter(|i| !i.starts_with("wasi:"))
+                .filter(|i| !i.starts_with("wasi:") && !i.starts_with("ytdlp:proxy/types@"))
                 .collect();
             if foreign.is_empty() {
                 LoadError::MissingImports(one_line(&e))

@@ -95,6 +95,14 @@ pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("cannot link wasi:http into the plugin linker")?;
+    // The contract's types interface holds only types, but some toolchains
+    // import it as an instance all the same.
+    crate::backend::bindings::ytdlp::proxy::types::add_to_linker::<
+        PluginState,
+        wasmtime::component::HasSelf<PluginState>,
+    >(&mut linker, |s| s)
+    .map_err(anyhow::Error::from)
+    .context("cannot link ytdlp:proxy/types into the plugin linker")?;
     Ok(linker)
 }
 
@@ -107,6 +115,8 @@ pub struct PluginState {
     pub(crate) limits: StoreLimits,
     pub(crate) stderr: GuestLog,
 }
+
+impl crate::backend::bindings::ytdlp::proxy::types::Host for PluginState {}
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

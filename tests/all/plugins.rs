@@ -42,6 +42,11 @@ fn malformed_files_are_refused_with_the_file_and_the_reason() {
             std::fs::read(fixtures::FUTURE_CONTRACT).unwrap(),
             "built for contract 0.2.0; this host accepts 0.1.0",
         ),
+        (
+            "foreign.wasm",
+            std::fs::read(fixtures::FOREIGN_IMPORT).unwrap(),
+            "imports that this host does not provide: fixture:foreign/secret-store@0.1.0",
+        ),
     ];
     for (name, bytes, reason) in cases {
         let (ok, stderr) = check_bytes(&env, name, &bytes);
