@@ -651,6 +651,8 @@ impl Worker {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                // yt-dlp may print a proxy URL with its credentials.
+                let line = proxy_url::mask(&line);
                 tracing::debug!("yt-dlp worker {pid}: {line}");
                 let mut t = keep.lock().unwrap_or_else(|e| e.into_inner());
                 if t.len() == STDERR_LINES {

@@ -89,6 +89,7 @@ fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 struct Trickle {
     port: u16,
     server: Arc<harness::tiny_http::Server>,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -117,6 +118,7 @@ impl Trickle {
         let port = server.server_addr().to_ip().expect("ip").port();
         let s = server.clone();
         let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             for req in s.incoming_requests() {
                 let stop = stop.clone();
@@ -135,6 +137,7 @@ impl Trickle {
         Trickle {
             port,
             server,
+            stop: stopped,
             thread: Some(thread),
         }
     }
@@ -146,6 +149,7 @@ impl Trickle {
 
 impl Drop for Trickle {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -330,6 +334,67 @@ fn simulate_writes_no_file_with_both_runners() {
         assert!(run.ok(), "{runner}: {}", run.dump());
         assert!(!env.out_dir().join("clip.mp4").exists(), "{runner}");
     }
+}
+
+/// A fresh `YoutubeDL` per job: a cookie the site set during one job is not
+/// sent in the next one on the same worker.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_cookie_carries_over_from_one_job_to_the_next() {
+    use harness::tiny_http;
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("server"));
+    let port = server.server_addr().to_ip().expect("ip").port();
+    let cookies = Arc::new(std::sync::Mutex::new(Vec::<(String, Option<String>)>::new()));
+    let (s, seen) = (server.clone(), cookies.clone());
+    let thread = std::thread::spawn(move || {
+        for req in s.incoming_requests() {
+            let cookie = req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Cookie"))
+                .map(|h| h.value.to_string());
+            let url = req.url().to_string();
+            seen.lock().unwrap().push((url.clone(), cookie));
+            // Each job's cookie names its URL's job.
+            let job = url.trim_start_matches("/c/").trim_end_matches(".mp4");
+            let h = |k: &str, v: &str| tiny_http::Header::from_bytes(k, v).expect("header");
+            let resp = tiny_http::Response::from_data(harness::CLIP.to_vec())
+                .with_header(h("Content-Type", "video/mp4"))
+                .with_header(h("Set-Cookie", &format!("session=job-{job}; Path=/")));
+            let _ = req.respond(resp);
+        }
+    });
+    let pool = pool(1, WorkerConfig::default()).await;
+    let out = tempfile::tempdir().unwrap();
+    for n in 1..=2 {
+        let url = format!("http://127.0.0.1:{port}/c/{n}.mp4");
+        let o = pool.run(&spec(&url, None, out.path()), |_| {}).await;
+        assert!(o.succeeded(), "{o:?}");
+    }
+    assert_eq!(pool.spawned(), 1, "both jobs ran on the same worker");
+    server.unblock();
+    thread.join().unwrap();
+    let seen = cookies.lock().unwrap().clone();
+    assert!(seen.iter().any(|(u, _)| u == "/c/2.mp4"), "{seen:?}");
+    // Within a job the cookie is sent back (so its absence below means
+    // something).
+    assert!(
+        seen.iter()
+            .any(|(u, c)| u.starts_with("/c/1") && c.as_deref() == Some("session=job-1")),
+        "{seen:?}"
+    );
+    for (url, cookie) in &seen {
+        if url.starts_with("/c/2") {
+            assert_ne!(
+                cookie.as_deref(),
+                Some("session=job-1"),
+                "job 2 sent job 1's cookie: {seen:?}"
+            );
+        }
+    }
+    assert_eq!(
+        seen.iter().find(|(u, _)| u.starts_with("/c/2")).unwrap().1,
+        None
+    );
 }
 
 /// Same progress shape and the same final path from both runners.
