@@ -126,3 +126,52 @@ fn plain_output_when_not_a_terminal() {
         run.dump()
     );
 }
+
+/// yt-dlp runs in its own process group, so a Ctrl-C at the terminal
+/// reaches only the host: it must cancel (kill) the runs and say so.
+#[test]
+fn sigint_cancels_the_batch_and_leaves_no_yt_dlp_behind() {
+    let media = MediaServer::start();
+    let env = Env::new();
+    let config = env.write_config("runner = \"process\"\n");
+    let mut cmd = env.cmd();
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["download", "-j", "2", "-o"])
+        .arg(env.out_dir().join("%(id)s.%(ext)s"))
+        .args([
+            media.url("/slow/30000/sigint-a.mp4"),
+            media.url("/slow/30000/sigint-b.mp4"),
+            media.url("/slow/30000/sigint-c.mp4"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .filter(|c| String::from_utf8_lossy(c).contains("/slow/30000/sigint-"))
+            .count()
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while running() < 2 {
+        assert!(std::time::Instant::now() < until, "yt-dlp never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("SIGINT: cancelling 3 download(s)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 cancelled"), "{stderr}");
+    assert_eq!(running(), 0, "yt-dlp left running");
+}

@@ -184,9 +184,20 @@ pub(crate) async fn run(ctx: &App, args: DownloadArgs) -> Result<ExitCode> {
     }
     let mut results: Vec<DownloadResult> = Vec::new();
     let mut cancelled = 0;
+    // yt-dlp runs in its own process group, so a Ctrl-C at the terminal
+    // reaches only us: cancel everything (killing those groups) and report.
+    let interrupt = super::shutdown_signal();
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
     loop {
         tokio::select! {
             biased;
+            signal = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                eprintln!("{signal}: cancelling {} download(s)", host.pending());
+                let h = host.clone();
+                tokio::spawn(async move { h.shutdown(Duration::ZERO).await });
+            }
             done = waits.join_next() => {
                 let Some(done) = done else { break };
                 let Ok(Some(status)) = done else { continue };
@@ -227,8 +238,11 @@ pub(crate) async fn run(ctx: &App, args: DownloadArgs) -> Result<ExitCode> {
         serde_json::to_writer(&mut out, &summary)?;
         writeln!(out)?;
     }
-    if results.len() + bad.len() > 1 || !failed.is_empty() {
+    if results.len() + bad.len() + cancelled > 1 || !failed.is_empty() || cancelled > 0 {
         eprintln!("{}", summary.line());
+    }
+    if interrupted {
+        return Ok(ExitCode::from(130));
     }
     Ok(if failed.is_empty() && bad.is_empty() && cancelled == 0 {
         ExitCode::SUCCESS

@@ -223,6 +223,16 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// SIGINT or SIGTERM, whichever comes first; its name.
+pub(crate) async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
 /// Where the bundled plugin sees its state directory.
 const BUNDLED_STATE_GUEST: &str = "/state";
 

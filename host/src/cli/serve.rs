@@ -38,7 +38,7 @@ pub(crate) async fn run(ctx: Arc<App>, args: ServeArgs) -> Result<ExitCode> {
     let stopping = host.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let signal = shutdown_signal().await;
+            let signal = super::shutdown_signal().await;
             tracing::warn!(
                 "{signal}: not taking new downloads; waiting up to {} s for {} running",
                 grace.as_secs(),
@@ -52,15 +52,6 @@ pub(crate) async fn run(ctx: Arc<App>, args: ServeArgs) -> Result<ExitCode> {
         .await
         .context("the HTTP server failed")?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
 }
 
 /// Watches the plugin directory: a changed or new `.wasm` of the configured
