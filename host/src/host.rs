@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::classify::FailureKind;
 use crate::download::{AttemptEvent, DownloadRequest, DownloadResult, Downloader, Status};
@@ -27,7 +27,8 @@ use crate::ytdlp_run::Progress;
 
 pub type DownloadId = String;
 
-/// Concurrency and queue bounds.
+/// Concurrency and queue bounds. Downloads start in the order they were
+/// submitted.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// yt-dlp runs at once.
@@ -135,16 +136,23 @@ pub enum SubmitError {
 struct Entry {
     status: DownloadStatus,
     cancel: watch::Sender<bool>,
-    done: watch::Receiver<bool>,
+    done: watch::Sender<bool>,
+}
+
+/// A queued download, as a worker takes it.
+struct Job {
+    id: DownloadId,
+    req: DownloadRequest,
+    cancel: watch::Receiver<bool>,
 }
 
 struct Inner {
     downloader: Arc<Downloader>,
     limits: Limits,
-    slots: Arc<Semaphore>,
     events: broadcast::Sender<Event>,
     table: Mutex<HashMap<DownloadId, Entry>>,
     accepting: Mutex<bool>,
+    queue: mpsc::UnboundedSender<Job>,
 }
 
 /// A download queue over one [`Downloader`]. Cheap to clone.
@@ -161,16 +169,33 @@ impl Host {
 
     pub fn with_shared(downloader: Arc<Downloader>, limits: Limits) -> Host {
         let (events, _) = broadcast::channel(4096);
-        Host {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let host = Host {
             inner: Arc::new(Inner {
                 downloader,
-                slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
                 limits,
                 events,
                 table: Mutex::new(HashMap::new()),
                 accepting: Mutex::new(true),
+                queue,
             }),
+        };
+        // `concurrency` workers take jobs in submission order.
+        let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+        for _ in 0..limits.concurrency.max(1) {
+            let worker = Arc::downgrade(&host.inner);
+            let jobs = jobs.clone();
+            tokio::spawn(async move {
+                loop {
+                    let job = jobs.lock().await.recv().await;
+                    let (Some(job), Some(inner)) = (job, worker.upgrade()) else {
+                        return;
+                    };
+                    Host { inner }.run_job(job).await;
+                }
+            });
         }
+        host
     }
 
     pub fn downloader(&self) -> &Arc<Downloader> {
@@ -213,8 +238,8 @@ impl Host {
             return Err(SubmitError::BadUrl(req.url));
         }
         let id = self.inner.downloader.next_id();
-        let (cancel_tx, mut cancel_rx) = watch::channel(false);
-        let (done_tx, done_rx) = watch::channel(false);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let (done_tx, _) = watch::channel(false);
         {
             let mut table = self.table();
             let pending = table
@@ -237,7 +262,7 @@ impl Host {
                         result: None,
                     },
                     cancel: cancel_tx,
-                    done: done_rx,
+                    done: done_tx,
                 },
             );
         }
@@ -245,60 +270,91 @@ impl Host {
             id: id.clone(),
             url: req.url.clone(),
         });
-        let host = self.clone();
-        let task_id = id.clone();
-        tokio::spawn(async move {
-            let id = task_id;
-            let cancelled = async move {
-                // Resolves when cancel is set (or the sender is gone).
-                while !*cancel_rx.borrow_and_update() {
-                    if cancel_rx.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-            };
-            let work = async {
-                let _slot = host.inner.slots.clone().acquire_owned().await;
-                host.update(&id, |s| s.state = State::Running);
-                let h = host.clone();
-                let run_id = id.clone();
-                host.inner
-                    .downloader
-                    .run(&id, &req, move |e| h.on_attempt_event(&run_id, e))
-                    .await
-            };
-            let outcome = tokio::select! {
-                result = work => Some(result),
-                _ = cancelled => None,
-            };
-            match outcome {
-                Some(result) => {
-                    let state = if result.status == Status::Done {
-                        State::Done
-                    } else {
-                        State::Failed
-                    };
-                    host.update(&id, |s| {
-                        s.state = state;
-                        s.result = Some(result.clone());
-                    });
-                    host.emit(if state == State::Done {
-                        Event::Done { result }
-                    } else {
-                        Event::Failed { result }
-                    });
-                }
-                None => {
-                    host.update(&id, |s| s.state = State::Cancelled);
-                    host.emit(Event::Cancelled {
-                        id: id.clone(),
-                        url: req.url.clone(),
-                    });
+        let job = Job {
+            id: id.clone(),
+            req,
+            cancel: cancel_rx,
+        };
+        if self.inner.queue.send(job).is_err() {
+            self.finish_cancelled(&id);
+        }
+        Ok(id)
+    }
+
+    /// Runs one queued job on a worker (unless it was cancelled while
+    /// waiting).
+    async fn run_job(&self, job: Job) {
+        let Job {
+            id,
+            req,
+            mut cancel,
+        } = job;
+        {
+            let mut table = self.table();
+            match table.get_mut(&id) {
+                Some(e) if e.status.state == State::Queued => e.status.state = State::Running,
+                _ => return, // cancelled while queued
+            }
+        }
+        let cancelled = async move {
+            // Resolves when cancel is set (or its sender is gone).
+            while !*cancel.borrow_and_update() {
+                if cancel.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
             }
-            let _ = done_tx.send(true);
+        };
+        let host = self.clone();
+        let run_id = id.clone();
+        let work = self
+            .inner
+            .downloader
+            .run(&id, &req, move |e| host.on_attempt_event(&run_id, e));
+        // Dropping `work` on cancel kills the run (its process group) and
+        // removes its partial file.
+        let outcome = tokio::select! {
+            result = work => Some(result),
+            _ = cancelled => None,
+        };
+        match outcome {
+            Some(result) => {
+                let state = if result.status == Status::Done {
+                    State::Done
+                } else {
+                    State::Failed
+                };
+                self.update(&id, |s| {
+                    s.state = state;
+                    s.result = Some(result.clone());
+                });
+                self.emit(if state == State::Done {
+                    Event::Done { result }
+                } else {
+                    Event::Failed { result }
+                });
+                self.signal_done(&id);
+            }
+            None => self.finish_cancelled(&id),
+        }
+    }
+
+    fn signal_done(&self, id: &str) {
+        if let Some(e) = self.table().get(id) {
+            e.done.send_replace(true);
+        }
+    }
+
+    fn finish_cancelled(&self, id: &str) {
+        let mut url = String::new();
+        self.update(id, |s| {
+            s.state = State::Cancelled;
+            url = s.url.clone();
         });
-        Ok(id)
+        self.emit(Event::Cancelled {
+            id: id.to_string(),
+            url,
+        });
+        self.signal_done(id);
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut DownloadStatus)) {
@@ -369,8 +425,15 @@ impl Host {
     /// Cancels a queued or running download: its yt-dlp process group is
     /// killed and its partial file removed. False if unknown or finished.
     pub fn cancel(&self, id: &str) -> bool {
-        let table = self.table();
-        match table.get(id) {
+        let mut table = self.table();
+        match table.get_mut(id) {
+            Some(e) if e.status.state == State::Queued => {
+                // Not started: its worker will skip it.
+                e.status.state = State::Cancelled;
+                drop(table);
+                self.finish_cancelled(id);
+                true
+            }
             Some(e) if !e.status.state.is_final() => e.cancel.send(true).is_ok(),
             _ => false,
         }
@@ -378,7 +441,7 @@ impl Host {
 
     /// Waits for a download's end; `None` if the id is unknown.
     pub async fn wait(&self, id: &str) -> Option<DownloadStatus> {
-        let mut done = self.table().get(id)?.done.clone();
+        let mut done = self.table().get(id)?.done.subscribe();
         while !*done.borrow_and_update() {
             if done.changed().await.is_err() {
                 break;

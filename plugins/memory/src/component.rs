@@ -4,11 +4,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ytdlp_plugin_sdk::{
-    Backend, Failure, FailureKind, GetProxyError, Options, Proxy, ProxyState as SdkState,
-    ProxyStats, opt,
+    Backend, Failure, GetProxyError, Options, Proxy, ProxyState as SdkState, ProxyStats, opt,
 };
 
-use crate::engine::{Engine, Init, Kind, NoProxy, ProxyState};
+use crate::engine::{Engine, Init, NoProxy, ProxyState};
 use crate::state::{self, Store};
 
 struct Memory {
@@ -96,15 +95,7 @@ impl Backend for Memory {
     }
 
     fn report_failure(&mut self, proxy_url: &str, failure: &Failure, options: &Options) {
-        let kind = match failure.kind {
-            FailureKind::ProxyConnect => Kind::ProxyConnect,
-            FailureKind::ProxyTimeout => Kind::ProxyTimeout,
-            FailureKind::ProxyAuth => Kind::ProxyAuth,
-            FailureKind::Blocked => Kind::Blocked,
-            FailureKind::Content => Kind::Content,
-            FailureKind::Host => Kind::Host,
-            FailureKind::Unknown => Kind::Unknown,
-        };
+        let kind = failure.kind;
         let site = opt(options, "host.site").unwrap_or("");
         self.with(|e, now| e.failure(proxy_url, kind, site, now));
     }

@@ -24,49 +24,8 @@ use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
-/// Failure kinds, mirroring the contract's `failure-kind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Kind {
-    ProxyConnect,
-    ProxyTimeout,
-    ProxyAuth,
-    Blocked,
-    Content,
-    Host,
-    Unknown,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::ProxyConnect,
-        Kind::ProxyTimeout,
-        Kind::ProxyAuth,
-        Kind::Blocked,
-        Kind::Content,
-        Kind::Host,
-        Kind::Unknown,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::ProxyConnect => "proxy-connect",
-            Kind::ProxyTimeout => "proxy-timeout",
-            Kind::ProxyAuth => "proxy-auth",
-            Kind::Blocked => "blocked",
-            Kind::Content => "content",
-            Kind::Host => "host",
-            Kind::Unknown => "unknown",
-        }
-    }
-
-    /// Only the proxy's own faults count toward disabling it.
-    pub fn is_proxy_fault(self) -> bool {
-        matches!(
-            self,
-            Kind::ProxyConnect | Kind::ProxyTimeout | Kind::ProxyAuth
-        )
-    }
-}
+/// Failure kinds: the SDK's, which mirror the contract's `failure-kind`.
+pub use ytdlp_plugin_sdk::FailureKind as Kind;
 
 /// A proxy's state as shown in stats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

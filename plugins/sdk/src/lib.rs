@@ -93,6 +93,30 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in the contract's order (`kind as usize` indexes it).
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::ProxyConnect,
+        FailureKind::ProxyTimeout,
+        FailureKind::ProxyAuth,
+        FailureKind::Blocked,
+        FailureKind::Content,
+        FailureKind::Host,
+        FailureKind::Unknown,
+    ];
+
+    /// The contract's name: `proxy-connect`, `blocked`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::ProxyConnect => "proxy-connect",
+            FailureKind::ProxyTimeout => "proxy-timeout",
+            FailureKind::ProxyAuth => "proxy-auth",
+            FailureKind::Blocked => "blocked",
+            FailureKind::Content => "content",
+            FailureKind::Host => "host",
+            FailureKind::Unknown => "unknown",
+        }
+    }
+
     /// The proxy's own fault (connect, timeout, auth): count it against the
     /// proxy. `Blocked` is per site; the others are never the proxy's.
     pub fn is_proxy_fault(self) -> bool {
