@@ -52,8 +52,16 @@ impl Backend for Memory {
                 for w in warnings {
                     eprintln!("{w}");
                 }
+                let had_state = !saved.entries.is_empty();
                 state::apply(&mut engine, saved, &init.proxies, now);
-                if let Err(e) = store.snapshot(&mut engine, now) {
+                // Compact at start only when the journal has grown; a new
+                // state (or a changed list) is written by the first save.
+                let result = if !had_state || store.journal_lines() > 1024 {
+                    store.snapshot(&mut engine, now)
+                } else {
+                    store.save_changes(&mut engine, now)
+                };
+                if let Err(e) = result {
                     eprintln!("cannot save proxy health in {dir}: {e}");
                 }
                 Some(store)

@@ -63,9 +63,14 @@ impl Store {
         }
     }
 
+    /// Lines in the journal when it was loaded.
+    pub fn journal_lines(&self) -> usize {
+        self.journal_lines
+    }
+
     /// Reads the snapshot and replays the journal. Problems are returned
     /// as warnings; what could be read is kept.
-    pub fn load(&self) -> (Saved, Vec<String>) {
+    pub fn load(&mut self) -> (Saved, Vec<String>) {
         let mut warnings = Vec::new();
         let mut by_url: HashMap<String, Entry> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
@@ -100,6 +105,7 @@ impl Store {
         if let Ok(f) = File::open(&journal_path) {
             let mut bad = 0;
             for line in BufReader::new(f).lines() {
+                self.journal_lines += 1;
                 let Ok(line) = line else {
                     bad += 1;
                     continue;
@@ -231,6 +237,8 @@ pub fn apply(engine: &mut Engine, saved: Saved, configured: &[(String, u32)], no
             engine.restore(e);
         }
     }
+    // What was just read back needs no saving; new proxies below do.
+    let _ = engine.take_dirty();
     for (url, w) in configured {
         if !saved.removed.contains(url) {
             engine.add(url, *w, false);
@@ -260,7 +268,7 @@ mod tests {
 
     fn reopen(dir: &std::path::Path, urls: &[&str], now: u64) -> (Engine, Vec<String>) {
         let mut e = Engine::new(engine(&[]).settings().clone(), Some(1));
-        let store = Store::new(dir);
+        let mut store = Store::new(dir);
         let (saved, warnings) = store.load();
         let configured: Vec<(String, u32)> = urls.iter().map(|u| (u.to_string(), 1)).collect();
         apply(&mut e, saved, &configured, now);
