@@ -47,6 +47,7 @@ impl Backend for Memory {
         let mut engine = Engine::new(init.settings, init.seed);
         let store = match &init.state_dir {
             Some(dir) => {
+                engine.track_changes(true);
                 let mut store = Store::new(dir);
                 let (saved, warnings) = store.load();
                 for w in warnings {

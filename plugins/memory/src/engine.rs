@@ -300,8 +300,10 @@ pub struct Engine {
     bans: HashMap<Box<str>, HashMap<u32, u64>>,
     sticky: HashMap<Box<str>, u32>,
     rng: fastrand::Rng,
-    /// Entries changed since the last [`Engine::take_dirty`].
+    /// Entries changed since the last [`Engine::take_dirty`] (only while
+    /// changes are tracked, i.e. saved somewhere).
     dirty: Vec<u32>,
+    track: bool,
     new_bans: Vec<(String, String, u64)>,
     live: usize,
 }
@@ -414,6 +416,7 @@ impl Engine {
             sticky: HashMap::new(),
             rng: fastrand::Rng::with_seed(seed),
             dirty: Vec::new(),
+            track: false,
             new_bans: Vec::new(),
             live: 0,
         }
@@ -484,7 +487,7 @@ impl Engine {
                 } else if let Health::Cooling(t) = e.health {
                     self.cooling.push(Reverse((t, i)));
                 }
-                self.dirty.push(i);
+                self.mark_dirty(i);
                 return true;
             }
             if e.weight != weight {
@@ -538,7 +541,7 @@ impl Engine {
             Health::Cooling(t) => self.cooling.push(Reverse((t, i))),
             Health::Disabled => {}
         }
-        self.dirty.push(i);
+        self.mark_dirty(i);
     }
 
     /// Removes a proxy; returns false if it was not known.
@@ -554,7 +557,7 @@ impl Engine {
         }
         self.entries[i as usize].removed = true;
         self.live -= 1;
-        self.dirty.push(i);
+        self.mark_dirty(i);
         true
     }
 
@@ -635,7 +638,7 @@ impl Engine {
                 continue; // stale heap entry
             }
             e.health = Health::Probation;
-            self.dirty.push(i);
+            self.mark_dirty(i);
             self.index_insert(i);
         }
     }
@@ -753,7 +756,7 @@ impl Engine {
         if keyed {
             self.index_insert(i);
         }
-        self.dirty.push(i);
+        self.mark_dirty(i);
         Pick {
             url: self.entries[i as usize].url.to_string(),
             timeout_ms: self.settings.timeout_ms,
@@ -822,7 +825,7 @@ impl Engine {
         if keyed && usable {
             self.index_insert(i);
         }
-        self.dirty.push(i);
+        self.mark_dirty(i);
     }
 
     /// Records a failure of `kind` through `url` while fetching from `site`.
@@ -856,13 +859,15 @@ impl Engine {
         if kind == Kind::Blocked && !site.is_empty() && self.settings.site_ban_ms > 0 {
             let until = now + self.settings.site_ban_ms;
             self.bans.entry(site.into()).or_default().insert(i, until);
-            self.new_bans.push((
-                site.to_string(),
-                self.entries[i as usize].url.to_string(),
-                until,
-            ));
+            if self.track {
+                self.new_bans.push((
+                    site.to_string(),
+                    self.entries[i as usize].url.to_string(),
+                    until,
+                ));
+            }
         }
-        self.dirty.push(i);
+        self.mark_dirty(i);
     }
 
     /// Takes a proxy out: for a backoff window (doubling each time), or for
@@ -888,6 +893,22 @@ impl Engine {
         let until = now + delay.max(1);
         e.health = Health::Cooling(until);
         self.cooling.push(Reverse((until, i)));
+    }
+
+    /// Records which entries change, for [`Engine::take_dirty`]; off by
+    /// default, so an engine that saves nothing does not grow a list.
+    pub fn track_changes(&mut self, on: bool) {
+        self.track = on;
+        if !on {
+            self.dirty.clear();
+            self.new_bans.clear();
+        }
+    }
+
+    fn mark_dirty(&mut self, i: u32) {
+        if self.track {
+            self.dirty.push(i);
+        }
     }
 
     /// Entries changed since the last call (for persistence).

@@ -263,11 +263,14 @@ mod tests {
         pairs.push(("failure_threshold".into(), "1".into()));
         pairs.push(("jitter".into(), "none".into()));
         pairs.push(("backoff_base_ms".into(), "60000".into()));
-        Engine::from_options(&pairs).unwrap()
+        let mut e = Engine::from_options(&pairs).unwrap();
+        e.track_changes(true);
+        e
     }
 
     fn reopen(dir: &std::path::Path, urls: &[&str], now: u64) -> (Engine, Vec<String>) {
         let mut e = Engine::new(engine(&[]).settings().clone(), Some(1));
+        e.track_changes(true);
         let mut store = Store::new(dir);
         let (saved, warnings) = store.load();
         let configured: Vec<(String, u32)> = urls.iter().map(|u| (u.to_string(), 1)).collect();

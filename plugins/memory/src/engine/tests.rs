@@ -421,3 +421,18 @@ fn fenwick_sampling_matches_prefix_sums() {
     assert_eq!(f.total(), 9);
     assert_eq!(f.find(8), 100);
 }
+
+#[test]
+fn an_engine_that_saves_nothing_does_not_grow() {
+    let mut e = engine(&[A, B]);
+    for t in 0..1000 {
+        let p = e.next_for(t, "s", None).unwrap();
+        e.failure(&p.url, Kind::Blocked, "s", t);
+        e.success(&p.url, t);
+    }
+    assert!(e.take_dirty().is_empty());
+    assert!(e.take_new_bans().is_empty());
+    e.track_changes(true);
+    e.success(A, 0);
+    assert_eq!(e.take_dirty().len(), 1);
+}
