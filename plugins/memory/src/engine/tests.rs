@@ -426,7 +426,7 @@ fn fenwick_sampling_matches_prefix_sums() {
 fn an_engine_that_saves_nothing_does_not_grow() {
     let mut e = engine(&[A, B]);
     for t in 0..1000 {
-        let p = e.next_for(t, "s", None).unwrap();
+        let p = e.next_for(t, "", None).unwrap();
         e.failure(&p.url, Kind::Blocked, "s", t);
         e.success(&p.url, t);
     }
