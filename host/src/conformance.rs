@@ -273,12 +273,7 @@ pub async fn run_loaded(
     } else {
         r.source = "(bundled)".to_string();
     }
-    let exports = match (plugin.has_stats, plugin.has_admin) {
-        (true, true) => "backend+stats+admin",
-        (true, false) => "backend+stats",
-        (false, true) => "backend+admin",
-        (false, false) => "backend",
-    };
+    let exports = plugin.exports().join("+");
     let load_ms = plugin.load_time.as_secs_f64() * 1000.0;
     let cache = format!("{:?}", plugin.cache).to_lowercase();
     r.load_ms = Some(load_ms);

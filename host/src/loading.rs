@@ -89,6 +89,21 @@ pub struct Plugin {
     pub(crate) admin_indices: Option<admin::GuestIndices>,
 }
 
+impl Plugin {
+    /// The contract interfaces it exports: `backend`, then `stats` and
+    /// `admin` when present.
+    pub fn exports(&self) -> Vec<&'static str> {
+        let mut e = vec!["backend"];
+        if self.has_stats {
+            e.push("stats");
+        }
+        if self.has_admin {
+            e.push("admin");
+        }
+        e
+    }
+}
+
 impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Plugin")

@@ -86,7 +86,7 @@ fn a_broken_file_is_listed_and_skipped_and_the_others_still_work() {
     assert_eq!(row("memory")["bundled"], true);
     assert_eq!(
         row("memory")["exports"],
-        serde_json::json!(["backend", "stats"])
+        serde_json::json!(["backend", "stats", "admin"])
     );
     assert_eq!(row("echo")["error"], serde_json::Value::Null);
     assert_eq!(row("echo")["exports"], serde_json::json!(["backend"]));

@@ -28,15 +28,7 @@ pub(crate) fn list(ctx: &App, json: bool) -> Result<ExitCode> {
         .map(|e| {
             let pc = ctx.config.plugin(&e.name);
             let (version, exports, error) = match &e.result {
-                Ok(p) => (
-                    Some(p.version.clone()),
-                    if p.has_stats {
-                        vec!["backend", "stats"]
-                    } else {
-                        vec!["backend"]
-                    },
-                    None,
-                ),
+                Ok(p) => (Some(p.version.clone()), p.exports(), None),
                 Err(err) => (None, vec![], Some(err.to_string())),
             };
             PluginRow {
@@ -123,11 +115,7 @@ pub(crate) async fn check(ctx: &App, file: &Path) -> Result<ExitCode> {
         "{}: ok: contract {}, exports {}, {} imports, loaded in {:.1} ms ({:?})",
         file.display(),
         plugin.version,
-        if plugin.has_stats {
-            "backend+stats"
-        } else {
-            "backend"
-        },
+        plugin.exports().join("+"),
         plugin.imports.len(),
         plugin.load_time.as_secs_f64() * 1000.0,
         plugin.cache
