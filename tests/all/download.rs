@@ -83,13 +83,16 @@ fn dead_proxy_is_reported_retried_elsewhere_and_disabled_after_threshold() {
     }
 }
 
+/// yt-dlp's own verdict on a black hole (the pre-flight check, which
+/// would catch it first, is off here; tests/all/health.rs covers it).
 #[test]
 fn black_hole_proxy_is_a_proxy_timeout() {
     let media = MediaServer::start();
     let hole = BlackHole::start();
     let good = tinyproxy(None);
     let env = Env::new();
-    let config = env.write_config("[plugins.memory.options]\ntimeout_ms = 1000\n");
+    let config =
+        env.write_config("preflight_timeout_ms = 0\n[plugins.memory.options]\ntimeout_ms = 1000\n");
     let run = env.download(&[
         "--config",
         config.to_str().unwrap(),
