@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Store, Trap};
 
 use crate::classify::FailureKind;
-use crate::config::{LimitsConfig, Options, PluginConfig};
+use crate::config::{Options, PluginConfig};
 use crate::loading::{Plugin, one_line};
 use crate::proxy_url::{self, ProxyUrl};
 use crate::sandbox::{self, PluginState};
@@ -222,10 +222,6 @@ impl Backend {
 
     pub fn plugin(&self) -> &Plugin {
         &self.plugin
-    }
-
-    pub fn limits(&self) -> &LimitsConfig {
-        &self.config.limits
     }
 
     pub fn has_stats(&self) -> bool {

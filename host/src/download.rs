@@ -131,10 +131,6 @@ impl Downloader {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The backend new downloads use.
     pub fn backend(&self) -> Option<SharedBackend> {
         self.backend
@@ -155,27 +151,6 @@ impl Downloader {
             std::process::id(),
             self.next_id.fetch_add(1, Ordering::Relaxed)
         )
-    }
-
-    /// Downloads `url` with this download's backend `options`.
-    pub async fn download(
-        &self,
-        url: &str,
-        options: &Options,
-        mut on_progress: impl FnMut(&Progress),
-    ) -> DownloadResult {
-        let req = DownloadRequest {
-            url: url.to_string(),
-            backend_options: options.clone(),
-            ytdlp_args: Vec::new(),
-        };
-        let id = self.next_id();
-        self.run(&id, &req, |e| {
-            if let AttemptEvent::Progress(p) = e {
-                on_progress(&p)
-            }
-        })
-        .await
     }
 
     /// Runs one download to its end, reporting events as they happen.

@@ -39,10 +39,6 @@ impl Preflight {
         }
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Checks `proxy`, or returns the cached result of a recent check.
     pub async fn check(&self, proxy: &ProxyUrl) -> Result<(), Failure> {
         let key = proxy.expose().to_string();
