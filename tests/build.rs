@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-#[path = "../host/build_guests.rs"]
+#[path = "../crates/plugin-host/build_guests.rs"]
 mod build_guests;
 
 /// (directory name, package name) of every crate directly under `dir`.
@@ -33,7 +33,7 @@ fn main() {
         &workspace,
         &["wit", "tests/test-components", "plugins", "Cargo.lock"],
     );
-    println!("cargo:rerun-if-changed=../host/build_guests.rs");
+    println!("cargo:rerun-if-changed=../crates/plugin-host/build_guests.rs");
     let fixtures = crates_in(&manifest.join("test-components"));
     let plugins: Vec<(String, String)> = crates_in(&workspace.join("plugins"))
         .into_iter()

@@ -6,6 +6,7 @@ use crate::common::{Env, attempts, harness};
 use harness::{MediaServer, free_port, microsocks, tinyproxy};
 
 #[test]
+#[ignore = "needs yt-dlp, tinyproxy and microsocks (bash .ci/run installs them)"]
 fn twenty_urls_four_at_a_time_through_real_and_dead_proxies() {
     let media = MediaServer::start();
     let http = tinyproxy(None);
@@ -94,6 +95,7 @@ fn twenty_urls_four_at_a_time_through_real_and_dead_proxies() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn plain_output_when_not_a_terminal() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -130,6 +132,7 @@ fn plain_output_when_not_a_terminal() {
 /// yt-dlp runs in its own process group, so a Ctrl-C at the terminal
 /// reaches only the host: it must cancel (kill) the runs and say so.
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn sigint_cancels_the_batch_and_leaves_no_yt_dlp_behind() {
     let media = MediaServer::start();
     let env = Env::new();

@@ -53,9 +53,14 @@ impl Env {
             .env("XDG_DATA_HOME", self.path().join("data"))
             .env("XDG_STATE_HOME", self.path().join("state"))
             .env_remove("YTDLP_HOST_LOG")
-            // The real yt-dlp from PATH; a clear failure if it is missing
-            // (rather than the host installing a private copy per test).
-            .env("YTDLP_HOST_YT_DLP", harness::require("yt-dlp"))
+            // The real yt-dlp from PATH; when it is missing, a path that
+            // does not exist, so the host never installs a private copy (the
+            // tests that download are ignored without yt-dlp anyway).
+            .env(
+                "YTDLP_HOST_YT_DLP",
+                harness::find("yt-dlp")
+                    .unwrap_or_else(|| "/nonexistent/yt-dlp-is-not-installed".into()),
+            )
             .arg("--plugin-dir")
             .arg(self.plugin_dir());
         c

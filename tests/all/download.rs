@@ -11,6 +11,7 @@ fn assert_clip(path: &str) {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn downloads_through_tinyproxy() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -30,6 +31,7 @@ fn downloads_through_tinyproxy() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and microsocks (bash .ci/run installs them)"]
 fn downloads_through_microsocks() {
     let media = MediaServer::start();
     let proxy = microsocks(None);
@@ -47,6 +49,7 @@ fn downloads_through_microsocks() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn dead_proxy_is_reported_retried_elsewhere_and_disabled_after_threshold() {
     let media = MediaServer::start();
     let good = tinyproxy(None);
@@ -86,6 +89,7 @@ fn dead_proxy_is_reported_retried_elsewhere_and_disabled_after_threshold() {
 /// yt-dlp's own verdict on a black hole (the pre-flight check, which
 /// would catch it first, is off here; tests/all/health.rs covers it).
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn black_hole_proxy_is_a_proxy_timeout() {
     let media = MediaServer::start();
     let hole = BlackHole::start();
@@ -114,6 +118,7 @@ fn black_hole_proxy_is_a_proxy_timeout() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn not_found_is_not_blamed_on_the_proxy() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -140,6 +145,7 @@ fn not_found_is_not_blamed_on_the_proxy() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn blocked_site_is_classified_and_retried_elsewhere() {
     let media = MediaServer::start();
     let a = tinyproxy(None);
@@ -163,6 +169,7 @@ fn blocked_site_is_classified_and_retried_elsewhere() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn credentials_work_and_never_show() {
     let media = MediaServer::start();
     let proxy = tinyproxy(Some(("alice", "s3cr3t-pw")));
@@ -191,6 +198,7 @@ fn credentials_work_and_never_show() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn no_proxy_policy_direct_or_fail() {
     let media = MediaServer::start();
     let env = Env::new();
@@ -220,6 +228,7 @@ fn no_proxy_policy_direct_or_fail() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn per_download_options_reach_a_user_plugin() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -257,6 +266,7 @@ fn per_download_options_reach_a_user_plugin() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn extra_yt_dlp_arguments_are_passed_through() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);

@@ -78,6 +78,7 @@ fn detail(report: &serde_json::Value, name: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the example plugins built from source (bash .ci/run builds them)"]
 fn python_example_passes_the_kit() {
     let env = Env::new();
     let report = passes_the_kit(
@@ -97,6 +98,7 @@ fn python_example_passes_the_kit() {
 }
 
 #[test]
+#[ignore = "needs the example plugins built from source (bash .ci/run builds them)"]
 fn rust_example_routes_by_site_and_passes_the_kit() {
     let env = Env::new();
     let report = passes_the_kit(
@@ -137,6 +139,7 @@ fn rust_example_routes_by_site_and_passes_the_kit() {
 }
 
 #[test]
+#[ignore = "needs the example plugins built from source (bash .ci/run builds them)"]
 fn javascript_example_passes_the_kit() {
     let env = Env::new();
     let report = passes_the_kit(
@@ -156,6 +159,7 @@ fn javascript_example_passes_the_kit() {
 }
 
 #[test]
+#[ignore = "needs the example plugins built from source (bash .ci/run builds them)"]
 fn c_example_reads_its_granted_file_and_passes_the_kit() {
     let env = Env::new();
     let plugin = example("c");
@@ -208,6 +212,7 @@ fn c_example_reads_its_granted_file_and_passes_the_kit() {
 }
 
 #[test]
+#[ignore = "needs the example plugins, yt-dlp and tinyproxy (bash .ci/run builds and installs them)"]
 fn python_example_downloads_through_tinyproxy() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -247,6 +252,7 @@ fn python_example_downloads_through_tinyproxy() {
 /// waits for that once: `plugins install` compiles ahead, and every later
 /// load comes from the cache in milliseconds.
 #[test]
+#[ignore = "needs the example plugins built from source (bash .ci/run builds them)"]
 fn big_components_compile_once() {
     for lang in ["python", "javascript"] {
         let env = Env::new();

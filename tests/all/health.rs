@@ -22,6 +22,7 @@ fn row<'a>(rows: &'a [serde_json::Value], url: &str) -> &'a serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn a_dead_proxy_is_benched_across_runs_and_comes_back_after_its_cooldown() {
     let media = MediaServer::start();
     let mut a = tinyproxy(None);
@@ -106,6 +107,7 @@ fn a_dead_proxy_is_benched_across_runs_and_comes_back_after_its_cooldown() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn too_many_requests_benches_the_proxy_for_that_site_only() {
     let media = MediaServer::start();
     let a = tinyproxy(None);
@@ -142,6 +144,7 @@ fn too_many_requests_benches_the_proxy_for_that_site_only() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn the_pre_flight_check_finds_a_black_hole_fast() {
     let media = MediaServer::start();
     let hole = harness::BlackHole::start();

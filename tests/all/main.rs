@@ -1,6 +1,12 @@
 //! Integration tests of ytdlp-host: one test binary, a module per concern.
-//! Every test runs the real `ytdlp-host` binary and the real yt-dlp against
+//! The tests run the real `ytdlp-host` binary and the real yt-dlp against
 //! real servers on loopback (see the `ytdlp-host-tests` harness).
+//!
+//! Tests that need a tool `bash .ci/run` installs (yt-dlp, tinyproxy,
+//! microsocks, redis-server, the example plugins' toolchains) are
+//! `#[ignore = "needs ..."]`: plain `cargo test` runs the rest and lists
+//! those as ignored with the tool named; `cargo test -- --include-ignored`
+//! (the README's test command, which `.ci/run` runs) runs them all.
 
 mod batch;
 mod common;
@@ -9,6 +15,7 @@ mod download;
 mod examples;
 mod health;
 mod hostile;
+mod layers;
 mod plugins;
 mod redis;
 mod runners;

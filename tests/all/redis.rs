@@ -109,6 +109,7 @@ fn finish(child: Child) -> Run {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn four_hosts_lose_no_report() {
     let pool = Pool::new("failure_threshold = 3");
     let (a, b) = ("http://127.0.0.1:3128", "http://127.0.0.1:3129");
@@ -174,6 +175,7 @@ fn four_hosts_lose_no_report() {
 }
 
 #[test]
+#[ignore = "needs redis-server, yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn a_disable_by_one_host_is_seen_by_every_other_host() {
     let media = MediaServer::start();
     let good = tinyproxy(None);
@@ -223,6 +225,7 @@ fn a_disable_by_one_host_is_seen_by_every_other_host() {
 }
 
 #[test]
+#[ignore = "needs redis-server, yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn downloads_through_tinyproxy_and_the_pool_learns_in_redis() {
     let media = MediaServer::start();
     let good = tinyproxy(None);
@@ -371,6 +374,7 @@ impl Drop for Gate {
 }
 
 #[test]
+#[ignore = "needs redis-server, yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn redis_down_falls_under_the_policy_and_the_same_host_recovers() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -421,6 +425,7 @@ fn redis_down_falls_under_the_policy_and_the_same_host_recovers() {
 }
 
 #[test]
+#[ignore = "needs redis-server and yt-dlp (bash .ci/run installs them)"]
 fn redis_down_or_hung_is_a_typed_backend_unavailable_error() {
     let media = MediaServer::start();
     let mut pool = Pool::new("");
@@ -469,6 +474,7 @@ fn redis_down_or_hung_is_a_typed_backend_unavailable_error() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn the_pool_can_be_seeded_with_redis_cli_and_pools_are_separate() {
     let pool = Pool::new("");
     // The documented recipe: RPUSH onto the pool's list.
@@ -506,6 +512,7 @@ fn the_pool_can_be_seeded_with_redis_cli_and_pools_are_separate() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn only_the_granted_redis_is_reachable_and_bad_options_are_refused() {
     let pool = Pool::new("");
     let other = redis();

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ytdlp_host::classify::FailureKind;
-use ytdlp_host::runner::Runner;
-use ytdlp_host::ytdlp_run::{Progress, RunOutcome, RunSpec};
-use ytdlp_host::ytdlp_worker::{self, PoolOptions, WorkerConfig, WorkerPool};
+use ytdlp_contract::FailureKind;
+use ytdlp_host_config::WorkerConfig;
+use ytdlp_host_ytdlp::worker::{self as ytdlp_worker, PoolOptions, WorkerPool};
+use ytdlp_host_ytdlp::{ProcessRunner, Progress, RunOutcome, RunSpec, Runner};
 
 use crate::common::{Env, Run, attempts, harness};
 use harness::{BlackHole, MediaServer, free_port, microsocks, proxied_requests, tinyproxy};
@@ -51,7 +51,7 @@ fn spec(url: &str, proxy: Option<&str>, out: &Path) -> RunSpec {
     RunSpec {
         program: yt_dlp(),
         url: url.to_string(),
-        proxy: proxy.map(|p| ytdlp_host::proxy_url::validate(p).expect("proxy URL")),
+        proxy: proxy.map(|p| ytdlp_contract::proxy_url::validate(p).expect("proxy URL")),
         socket_timeout_secs: 10,
         output: Some(out.join("%(id)s.%(ext)s").to_string_lossy().into_owned()),
         extra_args: Vec::new(),
@@ -183,6 +183,7 @@ async fn start_slow_job(
 // The download scenarios, with both runners
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn downloads_through_tinyproxy_with_both_runners() {
     let media = MediaServer::start();
     for runner in RUNNERS {
@@ -212,6 +213,7 @@ fn downloads_through_tinyproxy_with_both_runners() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and microsocks (bash .ci/run installs them)"]
 fn downloads_through_microsocks_with_both_runners() {
     let media = MediaServer::start();
     for runner in RUNNERS {
@@ -235,6 +237,7 @@ fn downloads_through_microsocks_with_both_runners() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn a_dead_proxy_is_retried_elsewhere_with_both_runners() {
     let media = MediaServer::start();
     let good = tinyproxy(None);
@@ -267,6 +270,7 @@ fn a_dead_proxy_is_retried_elsewhere_with_both_runners() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn not_found_is_not_blamed_on_the_proxy_with_both_runners() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -313,6 +317,7 @@ fn not_found_is_not_blamed_on_the_proxy_with_both_runners() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn simulate_writes_no_file_with_both_runners() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -339,6 +344,7 @@ fn simulate_writes_no_file_with_both_runners() {
 /// A fresh `YoutubeDL` per job: a cookie the site set during one job is not
 /// sent in the next one on the same worker.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 async fn no_cookie_carries_over_from_one_job_to_the_next() {
     use harness::tiny_http;
     let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("server"));
@@ -399,11 +405,12 @@ async fn no_cookie_carries_over_from_one_job_to_the_next() {
 
 /// Same progress shape and the same final path from both runners.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 async fn both_runners_report_progress_and_the_final_path_alike() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
-    let workers = Runner::Workers(Arc::new(pool(1, WorkerConfig::default()).await));
-    for runner in [Runner::Process, workers] {
+    let workers: Arc<dyn Runner> = Arc::new(pool(1, WorkerConfig::default()).await);
+    for runner in [Arc::new(ProcessRunner) as Arc<dyn Runner>, workers] {
         let out = tempfile::tempdir().unwrap();
         let mut updates: Vec<Progress> = Vec::new();
         let s = spec(
@@ -411,7 +418,7 @@ async fn both_runners_report_progress_and_the_final_path_alike() {
             Some(&proxy.url("http")),
             out.path(),
         );
-        let o = runner.run(&s, |p| updates.push(p)).await;
+        let o = runner.run(&s, &mut |p| updates.push(p)).await;
         assert!(o.succeeded(), "{}: {o:?}", runner.name());
         let file = o.file.clone().expect("final path");
         assert_eq!(file, out.path().join("clip.mp4"), "{}", runner.name());
@@ -444,6 +451,7 @@ async fn both_runners_report_progress_and_the_final_path_alike() {
 // The fault matrix, with both runners
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs yt-dlp, tinyproxy and microsocks (bash .ci/run installs them)"]
 async fn the_fault_matrix_gives_the_same_kinds_with_both_runners() {
     use FailureKind::*;
     let media = MediaServer::start();
@@ -496,12 +504,12 @@ async fn the_fault_matrix_gives_the_same_kinds_with_both_runners() {
             Unknown,
         ),
     ];
-    let workers = Runner::Workers(Arc::new(pool(4, WorkerConfig::default()).await));
+    let workers: Arc<dyn Runner> = Arc::new(pool(4, WorkerConfig::default()).await);
     let out = tempfile::tempdir().unwrap();
     // Four runs at a time: the machine is small.
     let limit = Arc::new(tokio::sync::Semaphore::new(4));
     let mut set = tokio::task::JoinSet::new();
-    for runner in [Runner::Process, workers] {
+    for runner in [Arc::new(ProcessRunner) as Arc<dyn Runner>, workers] {
         for (name, proxy, url, want) in cases.clone() {
             let (runner, limit) = (runner.clone(), limit.clone());
             let mut s = spec(&url, Some(&proxy), out.path());
@@ -510,7 +518,7 @@ async fn the_fault_matrix_gives_the_same_kinds_with_both_runners() {
             }
             set.spawn(async move {
                 let _permit = limit.acquire_owned().await.unwrap();
-                let o = runner.run(&s, |_| {}).await;
+                let o = runner.run(&s, &mut |_| {}).await;
                 (runner.name(), name, want, o)
             });
         }
@@ -609,6 +617,7 @@ fn part_files(dir: &Path) -> usize {
 
 /// The pool replaces a killed worker: the next job runs on a new one.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 async fn a_killed_worker_is_replaced_and_the_next_job_runs() {
     let slow = Trickle::start();
     let media = MediaServer::start();
@@ -638,6 +647,7 @@ async fn a_killed_worker_is_replaced_and_the_next_job_runs() {
 /// Past its deadline a job is killed with the process runner's kind and
 /// words; the worker is replaced.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 async fn a_job_past_its_deadline_is_killed_with_both_runners() {
     let slow = Trickle::start();
     let media = MediaServer::start();
@@ -645,7 +655,7 @@ async fn a_job_past_its_deadline_is_killed_with_both_runners() {
     let out = tempfile::tempdir().unwrap();
     let mut s = spec(&slow.url(), None, out.path());
     s.deadline = Duration::from_secs(3);
-    let o = Runner::Process.run(&s, |_| {}).await;
+    let o = ProcessRunner.run(&s, &mut |_| {}).await;
     let (process_kind, process_message) = failure(&o);
 
     let first = pool.idle_pids();
@@ -674,6 +684,7 @@ async fn a_job_past_its_deadline_is_killed_with_both_runners() {
 
 /// Dropping a job's future kills its worker and removes the partial file.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 async fn cancelling_a_job_kills_its_worker() {
     let slow = Trickle::start();
     let pool = Arc::new(pool(1, WorkerConfig::default()).await);
@@ -699,6 +710,7 @@ async fn cancelling_a_job_kills_its_worker() {
 /// A worker beyond the memory bound is replaced; the job gets a host
 /// failure that says so.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 async fn a_worker_beyond_the_memory_bound_is_replaced() {
     let media = MediaServer::start();
     let cfg = WorkerConfig {
@@ -722,6 +734,7 @@ async fn a_worker_beyond_the_memory_bound_is_replaced() {
 
 /// After `max_jobs` jobs a worker is replaced.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 async fn workers_are_recycled_after_max_jobs() {
     let media = MediaServer::start();
     let cfg = WorkerConfig {
@@ -746,6 +759,7 @@ async fn workers_are_recycled_after_max_jobs() {
 
 /// 20 URLs, 4 at a time, on workers, through tinyproxy.
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn twenty_urls_with_four_jobs_on_workers() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -784,6 +798,7 @@ fn twenty_urls_with_four_jobs_on_workers() {
 /// Every option the worker runner documents is one this yt-dlp's own parser
 /// accepts (the worker builds its params with that parser).
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn every_supported_option_is_accepted_by_yt_dlp() {
     let python = ytdlp_worker::find_python(&yt_dlp(), None).expect("python");
     let mut argv: Vec<String> = Vec::new();
@@ -810,6 +825,7 @@ fn every_supported_option_is_accepted_by_yt_dlp() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn an_unsupported_option_is_refused_by_worker_and_falls_back_by_default() {
     let media = MediaServer::start();
     let env = Env::new();
@@ -840,6 +856,7 @@ fn an_unsupported_option_is_refused_by_worker_and_falls_back_by_default() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn worker_is_the_default_when_yt_dlp_imports_else_process_with_a_notice() {
     let media = MediaServer::start();
     let env = Env::new();

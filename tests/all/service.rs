@@ -165,6 +165,7 @@ fn part_files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn the_api_end_to_end() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -223,6 +224,7 @@ fn the_api_end_to_end() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn cancel_kills_yt_dlp_and_removes_the_partial_file() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -260,6 +262,7 @@ fn cancel_kills_yt_dlp_and_removes_the_partial_file() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn a_full_queue_answers_503() {
     let media = MediaServer::start();
     let env = Env::new();
@@ -278,6 +281,7 @@ fn a_full_queue_answers_503() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn a_changed_plugin_is_swapped_in_and_a_broken_one_is_not() {
     let media = MediaServer::start();
     let a = tinyproxy(None);
@@ -335,6 +339,7 @@ fn a_changed_plugin_is_swapped_in_and_a_broken_one_is_not() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn sigterm_lets_running_downloads_finish_within_the_grace_period() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -356,6 +361,7 @@ fn sigterm_lets_running_downloads_finish_within_the_grace_period() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn sigterm_kills_what_outlives_the_grace_period_and_leaves_no_orphans() {
     let media = MediaServer::start();
     let env = Env::new();

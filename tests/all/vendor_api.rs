@@ -223,6 +223,7 @@ impl Setup {
 }
 
 #[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
 fn downloads_through_the_vendors_proxy_and_reports_back() {
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
@@ -279,6 +280,7 @@ fn downloads_through_the_vendors_proxy_and_reports_back() {
 }
 
 #[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn rate_limits_and_server_errors_are_backend_unavailable() {
     let media = MediaServer::start();
     let api = VendorApi::start(Answer::Status {

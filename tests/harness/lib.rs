@@ -46,13 +46,21 @@ pub fn wait_port(port: u16, what: &str) {
     panic!("{what} never listened on 127.0.0.1:{port}");
 }
 
-/// Is `program` on PATH? Tests that need it fail with this message when not.
-pub fn require(program: &str) -> PathBuf {
+/// `program` on PATH, if it is there.
+pub fn find(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{program}` is not installed; .ci/run installs it"))
+}
+
+/// `program` on PATH. Tests that need it are `#[ignore]`d with the tool
+/// named (plain `cargo test` lists them as skipped); run with
+/// `--include-ignored` (as `.ci/run` does) they fail with this message when
+/// it is missing.
+pub fn require(program: &str) -> PathBuf {
+    find(program)
+        .unwrap_or_else(|| panic!("`{program}` is not installed; bash .ci/run installs it"))
 }
 
 /// A child process killed (by PID) and reaped on drop.

@@ -1,13 +1,11 @@
 //! The contract glue, through the SDK: one engine per instance, configured
 //! by `init`, saved to the host-granted state directory after every change.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use ytdlp_plugin_sdk::contract::now_ms;
+use ytdlp_plugin_sdk::contract::options::HOST_SITE;
+use ytdlp_plugin_sdk::{Backend, Failure, GetProxyError, Options, Proxy, ProxyStats, opt};
 
-use ytdlp_plugin_sdk::{
-    Backend, Failure, GetProxyError, Options, Proxy, ProxyState as SdkState, ProxyStats, opt,
-};
-
-use crate::engine::{Engine, Init, NoProxy, ProxyState};
+use crate::engine::{Engine, Init};
 use crate::state::{self, Store};
 
 struct Memory {
@@ -15,13 +13,6 @@ struct Memory {
     store: Option<Store>,
     /// Warn about a failing state directory once, not on every call.
     store_warned: bool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Memory {
@@ -82,20 +73,14 @@ impl Backend for Memory {
     }
 
     fn get_proxy(&mut self, options: &Options) -> Result<Proxy, GetProxyError> {
-        let site = opt(options, "host.site").unwrap_or("");
+        let site = opt(options, HOST_SITE).unwrap_or("");
         let sticky = opt(options, "sticky_key");
         match self.with(|e, now| e.next_for(now, site, sticky)) {
             Ok(pick) => Ok(Proxy {
                 url: pick.url,
                 timeout_ms: pick.timeout_ms,
             }),
-            Err(NoProxy {
-                message,
-                retry_at_ms,
-            }) => Err(GetProxyError::NoProxy {
-                message,
-                retry_at_ms,
-            }),
+            Err(np) => Err(np.into()),
         }
     }
 
@@ -105,28 +90,12 @@ impl Backend for Memory {
 
     fn report_failure(&mut self, proxy_url: &str, failure: &Failure, options: &Options) {
         let kind = failure.kind;
-        let site = opt(options, "host.site").unwrap_or("");
+        let site = opt(options, HOST_SITE).unwrap_or("");
         self.with(|e, now| e.failure(proxy_url, kind, site, now));
     }
 
     fn stats(&mut self, _options: &Options) -> Result<Vec<ProxyStats>, String> {
-        let stats = self.with(|e, now| e.stats(now));
-        Ok(stats
-            .into_iter()
-            .map(|s| ProxyStats {
-                url: s.url,
-                successes: s.successes,
-                failures: s.failures,
-                consecutive_failures: s.consecutive_failures,
-                state: match s.state {
-                    ProxyState::Active => SdkState::Active,
-                    ProxyState::CoolingDown(t) => SdkState::CoolingDown(t),
-                    ProxyState::Disabled => SdkState::Disabled,
-                },
-                last_used_ms: s.last_used_ms,
-                extra: s.extra,
-            })
-            .collect())
+        Ok(self.with(|e, now| e.stats(now)))
     }
 
     fn add_proxies(&mut self, urls: Vec<String>, _options: &Options) -> Result<u32, String> {

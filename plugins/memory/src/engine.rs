@@ -24,16 +24,12 @@ use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
 
-/// Failure kinds: the SDK's, which mirror the contract's `failure-kind`.
+/// Failure kinds, proxy states, stats rows and no-proxy answers: the
+/// contract's own (through the SDK).
 pub use ytdlp_plugin_sdk::FailureKind as Kind;
-
-/// A proxy's state as shown in stats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyState {
-    Active,
-    CoolingDown(u64),
-    Disabled,
-}
+use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
+pub use ytdlp_plugin_sdk::{NoProxy, ProxyState, ProxyStats as Stat};
+use ytdlp_plugin_sdk::{parse_bool, parse_num, unknown};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
@@ -193,25 +189,6 @@ pub struct Pick {
     pub timeout_ms: u32,
 }
 
-/// Why [`Engine::next`] found nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NoProxy {
-    pub message: String,
-    pub retry_at_ms: Option<u64>,
-}
-
-/// Statistics of one proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stat {
-    pub url: String,
-    pub successes: u64,
-    pub failures: u64,
-    pub consecutive_failures: u32,
-    pub state: ProxyState,
-    pub last_used_ms: Option<u64>,
-    pub extra: Vec<(String, String)>,
-}
-
 /// The index the configured strategy picks from: the usable proxies.
 #[derive(Debug)]
 enum Index {
@@ -308,29 +285,24 @@ pub struct Engine {
     live: usize,
 }
 
-fn parse_num<T>(key: &str, value: &str, min: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    match value.trim().parse::<T>() {
-        Ok(v) if v >= min => Ok(v),
-        _ => Err(format!(
-            "option `{key}`: `{value}` is not a whole number >= {min}"
-        )),
-    }
-}
-
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
-    match value.trim() {
-        "true" | "yes" | "1" | "on" => Ok(true),
-        "false" | "no" | "0" | "off" => Ok(false),
-        _ => Err(format!("option `{key}`: `{value}` is not true or false")),
-    }
-}
+/// Longest backoff, ban or cooldown an option may set: 30 days.
+const MAX_WINDOW_MS: u64 = 30 * 24 * 3_600_000;
 
 /// Options the engine understands at init.
-pub const INIT_OPTIONS: &str = "proxy, weight, strategy, failure_threshold, timeout_ms, \
-     backoff_base_ms, backoff_cap_ms, jitter, recovery, site_ban_ms, seed, state_dir";
+pub const INIT_OPTIONS: &[&str] = &[
+    "proxy",
+    "weight",
+    "strategy",
+    "failure_threshold",
+    "timeout_ms",
+    "backoff_base_ms",
+    "backoff_cap_ms",
+    "jitter",
+    "recovery",
+    "site_ban_ms",
+    "seed",
+    "state_dir",
+];
 
 /// Parsed init options.
 #[derive(Debug, Default)]
@@ -360,13 +332,13 @@ impl Init {
                     let (url, w) = v
                         .rsplit_once('=')
                         .ok_or_else(|| format!("option `weight`: `{v}` is not URL=N"))?;
-                    weights.insert(url.to_string(), parse_num("weight", w, 0)?);
+                    weights.insert(url.to_string(), parse_num("weight", w, 0, 1_000_000)?);
                 }
                 "strategy" => s.strategy = Strategy::parse(v)?,
-                "failure_threshold" => s.failure_threshold = parse_num(key, v, 1)?,
-                "timeout_ms" => s.timeout_ms = parse_num(key, v, 1)?,
-                "backoff_base_ms" => s.backoff_base_ms = parse_num(key, v, 1)?,
-                "backoff_cap_ms" => s.backoff_cap_ms = parse_num(key, v, 1)?,
+                "failure_threshold" => s.failure_threshold = parse_num(key, v, 1, 1_000_000)?,
+                "timeout_ms" => s.timeout_ms = parse_num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
+                "backoff_base_ms" => s.backoff_base_ms = parse_num(key, v, 1, MAX_WINDOW_MS)?,
+                "backoff_cap_ms" => s.backoff_cap_ms = parse_num(key, v, 1, MAX_WINDOW_MS)?,
                 "jitter" => {
                     s.jitter = match v {
                         "full" => true,
@@ -375,12 +347,13 @@ impl Init {
                     }
                 }
                 "recovery" => s.recovery = parse_bool(key, v)?,
-                "site_ban_ms" => s.site_ban_ms = parse_num(key, v, 0)?,
-                "seed" => init.seed = Some(parse_num(key, v, 0)?),
+                "site_ban_ms" => s.site_ban_ms = parse_num(key, v, 0, MAX_WINDOW_MS)?,
+                "seed" => init.seed = Some(parse_num(key, v, 0, u64::MAX)?),
                 "state_dir" => init.state_dir = Some(v.to_string()),
-                k if k.starts_with("host.") => {}
                 other => {
-                    return Err(format!("unknown option `{other}` (known: {INIT_OPTIONS})"));
+                    if let Some(refusal) = unknown(other, INIT_OPTIONS) {
+                        return Err(refusal);
+                    }
                 }
             }
         }

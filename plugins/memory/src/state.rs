@@ -159,13 +159,8 @@ impl Store {
         };
         let _ = engine.take_dirty();
         std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        {
-            let mut f = File::create(&tmp)?;
-            serde_json::to_writer(&mut f, &snap)?;
-            f.flush()?;
-        }
-        std::fs::rename(&tmp, self.dir.join(SNAPSHOT))?;
+        let bytes = serde_json::to_vec(&snap)?;
+        ytdlp_plugin_sdk::contract::atomic_file::write(&self.dir.join(SNAPSHOT), &bytes)?;
         self.journal = None;
         File::create(self.dir.join(JOURNAL))?;
         self.journal_lines = 0;

@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
-/// Failure kinds: the SDK's, which mirror the contract's `failure-kind`.
+/// Failure kinds: the contract's (through the SDK).
 pub use ytdlp_plugin_sdk::FailureKind as Kind;
+use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
+use ytdlp_plugin_sdk::contract::proxy_url;
+use ytdlp_plugin_sdk::{parse_num, unknown};
 
 /// How `get-proxy` chooses among the usable proxies of a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,23 +75,15 @@ impl Default for Settings {
     }
 }
 
-const KNOWN: &str =
-    "url, pool, failure_threshold, cooldown_ms, strategy, timeout_ms, redis_timeout_ms";
-
-/// The contract's bound on a proxy's timeout.
-const MAX_PROXY_TIMEOUT_MS: u32 = 600_000;
-
-fn parse_num<T>(key: &str, value: &str, min: T, max: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    match value.trim().parse::<T>() {
-        Ok(v) if v >= min && v <= max => Ok(v),
-        _ => Err(format!(
-            "option `{key}`: `{value}` is not a whole number from {min} to {max}"
-        )),
-    }
-}
+const KNOWN: &[&str] = &[
+    "url",
+    "pool",
+    "failure_threshold",
+    "cooldown_ms",
+    "strategy",
+    "timeout_ms",
+    "redis_timeout_ms",
+];
 
 impl Settings {
     /// `base` with `options` applied over it. Keys under `host.` are the
@@ -109,8 +104,11 @@ impl Settings {
                 "strategy" => s.strategy = Strategy::parse(v)?,
                 "timeout_ms" => s.timeout_ms = parse_num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
                 "redis_timeout_ms" => s.redis_timeout_ms = parse_num(key, v, 1, 60_000)?,
-                k if k.starts_with("host.") => {}
-                other => return Err(format!("unknown option `{other}` (known: {KNOWN})")),
+                other => {
+                    if let Some(refusal) = unknown(other, KNOWN) {
+                        return Err(refusal);
+                    }
+                }
             }
         }
         Ok(s)
@@ -217,45 +215,13 @@ fn check_pool(pool: &str) -> Result<String, String> {
     }
 }
 
-/// Schemes yt-dlp's `--proxy` understands (the host checks again).
-const PROXY_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks5", "socks5h"];
-
-/// A light check of a proxy URL given to `add-proxies`, so the pool does
-/// not fill with what the host would refuse at every `get-proxy`.
+/// A proxy URL given to `add-proxies` is checked as the host will check
+/// it, so the pool does not fill with what the host would refuse at every
+/// `get-proxy`.
 pub fn check_proxy_url(url: &str) -> Result<(), String> {
-    let shown = mask_password(url);
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("`{shown}` is not scheme://host:port"));
-    };
-    if !PROXY_SCHEMES.contains(&scheme) {
-        return Err(format!(
-            "`{shown}`: scheme `{scheme}` is not one of {}",
-            PROXY_SCHEMES.join(", ")
-        ));
-    }
-    let hostport = rest.rsplit('@').next().unwrap_or("");
-    if hostport.is_empty() || hostport.contains('/') && !hostport.ends_with('/') {
-        return Err(format!("`{shown}` has no host or has a path"));
-    }
-    if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("`{shown}` is too long or contains whitespace"));
-    }
-    Ok(())
-}
-
-/// The URL with any password replaced by `***`.
-pub fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some(at) = rest.rfind('@') else {
-        return url.to_string();
-    };
-    let (userinfo, host) = rest.split_at(at);
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{host}"),
-        None => url.to_string(),
-    }
+    proxy_url::validate(url)
+        .map(|_| ())
+        .map_err(|e| format!("`{}`: {e}", proxy_url::mask(url)))
 }
 
 #[cfg(test)]
@@ -367,17 +333,5 @@ mod tests {
         assert!(check_proxy_url("127.0.0.1:3128").is_err());
         assert!(check_proxy_url("http://").is_err());
         assert!(check_proxy_url("http://h:1/path").is_err());
-        assert_eq!(mask_password("http://u:pw@h:1"), "http://u:***@h:1");
-        assert_eq!(mask_password("http://h:1"), "http://h:1");
-    }
-
-    #[test]
-    fn only_proxy_faults_count() {
-        let faults: Vec<&str> = Kind::ALL
-            .iter()
-            .filter(|k| k.is_proxy_fault())
-            .map(|k| k.name())
-            .collect();
-        assert_eq!(faults, ["proxy-connect", "proxy-timeout", "proxy-auth"]);
     }
 }

@@ -29,31 +29,9 @@ pub struct Pick {
     pub url: String,
 }
 
-/// Why [`Store::get_proxy`] found nothing usable.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NoProxy {
-    pub message: String,
-    pub retry_at_ms: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyState {
-    Active,
-    CoolingDown(u64),
-    Disabled,
-}
-
-/// Statistics of one proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stat {
-    pub url: String,
-    pub successes: u64,
-    pub failures: u64,
-    pub consecutive_failures: u32,
-    pub state: ProxyState,
-    pub last_used_ms: Option<u64>,
-    pub extra: Vec<(String, String)>,
-}
+/// Why [`Store::get_proxy`] found nothing usable, proxy states and stats
+/// rows: the contract's own (through the SDK).
+pub use ytdlp_plugin_sdk::{NoProxy, ProxyState, ProxyStats as Stat};
 
 /// What a report did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

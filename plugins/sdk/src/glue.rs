@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-use crate::{Backend, Failure, FailureKind, GetProxyError, ProxyState};
+use crate::{Backend, Failure, GetProxyError};
 
 #[doc(hidden)]
 pub mod bindings {
@@ -18,6 +18,12 @@ pub mod bindings {
 }
 
 pub use bindings::__export_world;
+
+ytdlp_contract::failure_kind_conversions!(bindings::ytdlp::proxy::types::FailureKind);
+ytdlp_contract::stats_conversions!(
+    state: bindings::ytdlp::proxy::types::ProxyState,
+    stats: bindings::ytdlp::proxy::types::ProxyStats
+);
 use bindings::exports::ytdlp::proxy::{admin, backend, stats};
 use bindings::ytdlp::proxy::types as wit;
 
@@ -70,15 +76,7 @@ impl<T: Backend> backend::Guest for Adapter<T> {
 
     fn report_failure(proxy_url: String, failure: wit::Failure, options: wit::Options) {
         let f = Failure {
-            kind: match failure.kind {
-                wit::FailureKind::ProxyConnect => FailureKind::ProxyConnect,
-                wit::FailureKind::ProxyTimeout => FailureKind::ProxyTimeout,
-                wit::FailureKind::ProxyAuth => FailureKind::ProxyAuth,
-                wit::FailureKind::Blocked => FailureKind::Blocked,
-                wit::FailureKind::Content => FailureKind::Content,
-                wit::FailureKind::Host => FailureKind::Host,
-                wit::FailureKind::Unknown => FailureKind::Unknown,
-            },
+            kind: failure.kind.into(),
             message: failure.message,
         };
         with::<T, _>(|b| b.report_failure(&proxy_url, &f, &options));
@@ -88,22 +86,7 @@ impl<T: Backend> backend::Guest for Adapter<T> {
 impl<T: Backend> stats::Guest for Adapter<T> {
     fn get_stats(options: wit::Options) -> Result<Vec<wit::ProxyStats>, String> {
         let rows = with::<T, _>(|b| b.stats(&options)).ok_or_else(|| NOT_INIT.to_string())??;
-        Ok(rows
-            .into_iter()
-            .map(|s| wit::ProxyStats {
-                url: s.url,
-                successes: s.successes,
-                failures: s.failures,
-                consecutive_failures: s.consecutive_failures,
-                state: match s.state {
-                    ProxyState::Active => wit::ProxyState::Active,
-                    ProxyState::CoolingDown(t) => wit::ProxyState::CoolingDown(t),
-                    ProxyState::Disabled => wit::ProxyState::Disabled,
-                },
-                last_used_ms: s.last_used_ms,
-                extra: s.extra,
-            })
-            .collect())
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 }
 

@@ -38,25 +38,11 @@
 //! not override [`Backend::stats`] or the admin calls answers them with an
 //! error that says so.
 
-/// Key/value options, in order; a key may repeat (a list).
-pub type Options = Vec<(String, String)>;
-
-/// The last value of `key`, if any.
-pub fn opt<'a>(options: &'a Options, key: &str) -> Option<&'a str> {
-    options
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Every value of `key`, in order.
-pub fn opt_all<'a>(options: &'a Options, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    options
-        .iter()
-        .filter(move |(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
+// The contract's model, written once in `ytdlp-contract` and shared with
+// the host: failure kinds, proxy states and stats, options and their
+// parsing helpers, limits.
+pub use ytdlp_contract::options::{is_host_key, opt, opt_all, parse_bool, parse_num, unknown};
+pub use ytdlp_contract::{self as contract, FailureKind, NoProxy, Options, ProxyState, ProxyStats};
 
 /// A proxy for one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,50 +66,12 @@ pub enum GetProxyError {
     Unavailable(String),
 }
 
-/// The host's classification of a failed attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    ProxyConnect,
-    ProxyTimeout,
-    ProxyAuth,
-    Blocked,
-    Content,
-    Host,
-    Unknown,
-}
-
-impl FailureKind {
-    /// Every kind, in the contract's order (`kind as usize` indexes it).
-    pub const ALL: [FailureKind; 7] = [
-        FailureKind::ProxyConnect,
-        FailureKind::ProxyTimeout,
-        FailureKind::ProxyAuth,
-        FailureKind::Blocked,
-        FailureKind::Content,
-        FailureKind::Host,
-        FailureKind::Unknown,
-    ];
-
-    /// The contract's name: `proxy-connect`, `blocked`, ...
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureKind::ProxyConnect => "proxy-connect",
-            FailureKind::ProxyTimeout => "proxy-timeout",
-            FailureKind::ProxyAuth => "proxy-auth",
-            FailureKind::Blocked => "blocked",
-            FailureKind::Content => "content",
-            FailureKind::Host => "host",
-            FailureKind::Unknown => "unknown",
+impl From<NoProxy> for GetProxyError {
+    fn from(np: NoProxy) -> Self {
+        GetProxyError::NoProxy {
+            message: np.message,
+            retry_at_ms: np.retry_at_ms,
         }
-    }
-
-    /// The proxy's own fault (connect, timeout, auth): count it against the
-    /// proxy. `Blocked` is per site; the others are never the proxy's.
-    pub fn is_proxy_fault(self) -> bool {
-        matches!(
-            self,
-            FailureKind::ProxyConnect | FailureKind::ProxyTimeout | FailureKind::ProxyAuth
-        )
     }
 }
 
@@ -132,27 +80,6 @@ impl FailureKind {
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
-}
-
-/// A proxy's state in stats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyState {
-    Active,
-    /// Until this time (Unix ms).
-    CoolingDown(u64),
-    Disabled,
-}
-
-/// Statistics of one proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProxyStats {
-    pub url: String,
-    pub successes: u64,
-    pub failures: u64,
-    pub consecutive_failures: u32,
-    pub state: ProxyState,
-    pub last_used_ms: Option<u64>,
-    pub extra: Vec<(String, String)>,
 }
 
 /// A proxy backend. One value lives per plugin instance, created by

@@ -14,6 +14,10 @@
 
 use std::time::Duration;
 
+use ytdlp_contract::limits::MAX_PROXY_TIMEOUT_MS;
+use ytdlp_contract::options::{parse_num, unknown};
+use ytdlp_contract::proxy_url;
+
 /// Where the API is: `http(s)://host[:port][/prefix]`, split the way
 /// wasi:http wants it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,22 +90,13 @@ pub struct Settings {
     pub request_timeout_ms: u64,
 }
 
-const KNOWN: &str = "base_url, token, token_env, timeout_ms, request_timeout_ms";
-
-/// The contract's bound on a proxy's timeout.
-pub const MAX_PROXY_TIMEOUT_MS: u32 = 600_000;
-
-fn parse_num<T>(key: &str, value: &str, min: T, max: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    match value.trim().parse::<T>() {
-        Ok(v) if v >= min && v <= max => Ok(v),
-        _ => Err(format!(
-            "option `{key}`: `{value}` is not a whole number from {min} to {max}"
-        )),
-    }
-}
+const KNOWN: &[&str] = &[
+    "base_url",
+    "token",
+    "token_env",
+    "timeout_ms",
+    "request_timeout_ms",
+];
 
 impl Settings {
     /// Settings from `options` over `base` (none at `init`). `env` looks up
@@ -127,8 +122,11 @@ impl Settings {
                 "token_env" => token_env = Some(v.to_string()),
                 "timeout_ms" => timeout_ms = parse_num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
                 "request_timeout_ms" => request_timeout_ms = parse_num(key, v, 1, 600_000)?,
-                k if k.starts_with("host.") => {}
-                other => return Err(format!("unknown option `{other}` (known: {KNOWN})")),
+                other => {
+                    if let Some(refusal) = unknown(other, KNOWN) {
+                        return Err(refusal);
+                    }
+                }
             }
         }
         let base = base_url.ok_or(
@@ -216,9 +214,6 @@ pub struct Pick {
     pub timeout_ms: u32,
 }
 
-/// Schemes yt-dlp's `--proxy` understands (the host checks again).
-const PROXY_SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks5", "socks5h"];
-
 /// At most 120 characters of a body, on one line, for messages.
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -282,10 +277,8 @@ pub fn parse_proxy_answer(s: &Settings, r: &Response) -> Result<Pick, String> {
         .get("url")
         .and_then(|u| u.as_str())
         .ok_or_else(|| bad("without a proxy `url`"))?;
-    let scheme_ok = url
-        .split_once("://")
-        .is_some_and(|(scheme, rest)| PROXY_SCHEMES.contains(&scheme) && !rest.is_empty());
-    if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Checked as the host will check it, to say so in the vendor's terms.
+    if proxy_url::validate(url).is_err() {
         return Err(bad("a proxy URL that is not scheme://host:port"));
     }
     let timeout_ms = match v.get("timeout_ms") {

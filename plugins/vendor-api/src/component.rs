@@ -12,7 +12,7 @@ wit_bindgen::generate!({
 });
 
 use exports::ytdlp::proxy::backend::Guest as Backend;
-use ytdlp::proxy::types::{Failure, FailureKind, GetProxyError, Options, Proxy};
+use ytdlp::proxy::types::{Failure, GetProxyError, Options, Proxy};
 
 thread_local! {
     static SETTINGS: RefCell<Option<Settings>> = const { RefCell::new(None) };
@@ -31,17 +31,7 @@ fn call_settings(options: &Options) -> Result<Settings, String> {
     })
 }
 
-fn kind_name(k: FailureKind) -> &'static str {
-    match k {
-        FailureKind::ProxyConnect => "proxy-connect",
-        FailureKind::ProxyTimeout => "proxy-timeout",
-        FailureKind::ProxyAuth => "proxy-auth",
-        FailureKind::Blocked => "blocked",
-        FailureKind::Content => "content",
-        FailureKind::Host => "host",
-        FailureKind::Unknown => "unknown",
-    }
-}
+ytdlp_contract::failure_kind_conversions!(ytdlp::proxy::types::FailureKind);
 
 /// Reports cannot fail in the contract; one that the API does not take is
 /// dropped (the vendor's own accounting is the vendor's).
@@ -91,7 +81,8 @@ impl Backend for VendorApi {
     }
 
     fn report_failure(proxy_url: String, failure: Failure, options: Options) {
-        report(&proxy_url, Some(kind_name(failure.kind)), &options);
+        let kind = ytdlp_contract::FailureKind::from(failure.kind);
+        report(&proxy_url, Some(kind.name()), &options);
     }
 }
 

@@ -78,6 +78,7 @@ fn stat(store: &mut Store, s: &Settings, url: &str) -> Stat {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn round_robin_is_one_ring_shared_by_every_host() {
     let redis = RedisServer::start();
     let s = redis.settings(&[]);
@@ -110,6 +111,7 @@ fn round_robin_is_one_ring_shared_by_every_host() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn proxy_faults_take_a_proxy_out_for_the_cooldown_and_others_see_it() {
     let redis = RedisServer::start();
     let s = redis.settings(&[("cooldown_ms", "600000")]);
@@ -148,6 +150,7 @@ fn proxy_faults_take_a_proxy_out_for_the_cooldown_and_others_see_it() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn only_consecutive_proxy_faults_count() {
     let redis = RedisServer::start();
     let s = redis.settings(&[]);
@@ -179,6 +182,7 @@ fn only_consecutive_proxy_faults_count() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn after_the_cooldown_a_proxy_is_back_on_probation() {
     let redis = RedisServer::start();
     let s = redis.settings(&[("cooldown_ms", "150"), ("failure_threshold", "2")]);
@@ -209,6 +213,7 @@ fn after_the_cooldown_a_proxy_is_back_on_probation() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn cooldown_zero_disables_until_removed_and_added_again() {
     let redis = RedisServer::start();
     let s = redis.settings(&[("cooldown_ms", "0"), ("failure_threshold", "1")]);
@@ -227,6 +232,7 @@ fn cooldown_zero_disables_until_removed_and_added_again() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn healthiest_prefers_the_best_ratio_then_the_least_recently_used() {
     let redis = RedisServer::start();
     let s = redis.settings(&[("strategy", "healthiest")]);
@@ -249,6 +255,7 @@ fn healthiest_prefers_the_best_ratio_then_the_least_recently_used() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn reports_for_removed_proxies_are_ignored() {
     let redis = RedisServer::start();
     let s = redis.settings(&[]);
@@ -263,6 +270,7 @@ fn reports_for_removed_proxies_are_ignored() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn pools_are_separate_namespaces() {
     let redis = RedisServer::start();
     let eu = redis.settings(&[("pool", "eu")]);
@@ -276,6 +284,7 @@ fn pools_are_separate_namespaces() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn concurrent_reports_are_all_counted() {
     let redis = RedisServer::start();
     let s = redis.settings(&[]);
@@ -303,6 +312,7 @@ fn concurrent_reports_are_all_counted() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn redis_down_is_an_error_and_redis_back_works_without_a_new_store() {
     let mut redis = RedisServer::start();
     let port = redis.port;
@@ -326,6 +336,7 @@ fn redis_down_is_an_error_and_redis_back_works_without_a_new_store() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn a_restart_behind_an_open_connection_is_invisible() {
     let mut redis = RedisServer::start();
     let port = redis.port;
@@ -339,6 +350,7 @@ fn a_restart_behind_an_open_connection_is_invisible() {
 }
 
 #[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
 fn a_hung_redis_times_out_quickly() {
     let redis = RedisServer::start();
     let s = redis.settings(&[("redis_timeout_ms", "100")]);

@@ -1,0 +1,357 @@
+//! The `ytdlp-host` command line. Flags are defined once, here (clap
+//! derive); `--help` is generated from them. Each command group runs in its
+//! own module: `download`, `proxies`, `plugins`.
+
+mod download;
+mod plugins;
+mod proxies;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use ytdlp_contract::options::is_host_key;
+use ytdlp_contract::{FailureKind, proxy_url};
+use ytdlp_host_config::{self as config, NoProxyPolicy, RunnerKind};
+use ytdlp_host_core::HostBuilder;
+use ytdlp_host_ytdlp::locate;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ytdlp-host",
+    version,
+    about = "Run yt-dlp behind rotating proxies chosen by WebAssembly plugins",
+    after_help = "Config: --config FILE, else ./ytdlp-host.toml, else $XDG_CONFIG_HOME/ytdlp-host/config.toml.\nLogs: -v/-vv, or YTDLP_HOST_LOG=debug."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (TOML).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of *.wasm plugins [default: $XDG_CONFIG_HOME/ytdlp-host/plugins].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Backend plugin by name (file stem in the plugin directory) [default: memory].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// Backend option for this run, merged over the config's (repeatable).
+    #[arg(long = "backend-opt", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub backend_opts: Vec<(String, String)>,
+    /// Add a proxy to the bundled memory backend's list (repeatable).
+    #[arg(long = "proxy", global = true, value_name = "URL")]
+    pub proxies: Vec<String>,
+    /// More logging (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download URLs with yt-dlp through the backend's proxies.
+    Download(DownloadArgs),
+    /// Proxy commands.
+    #[command(subcommand)]
+    Proxies(ProxiesCommand),
+    /// Plugin commands.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Run the HTTP API (POST /downloads, GET/DELETE /downloads/{id},
+    /// GET /proxies/stats, GET /healthz), reloading the backend plugin when
+    /// its file changes.
+    Serve(ServeArgs),
+    /// Install the pinned yt-dlp into the host's private venv.
+    Setup,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+    /// Downloads running at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_concurrent: usize,
+    /// Downloads waiting or running at most; more get 503.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub queue_limit: usize,
+    /// On SIGINT/SIGTERM, how long running downloads may finish.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub grace_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// URLs to download.
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Read URLs from FILE, one per line (`#` comments and blank lines skipped).
+    #[arg(short = 'a', long = "batch-file", value_name = "FILE")]
+    pub batch_file: Option<PathBuf>,
+    /// yt-dlp output template.
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub output: Option<String>,
+    /// yt-dlp executable.
+    #[arg(long = "yt-dlp", value_name = "PATH")]
+    pub yt_dlp: Option<PathBuf>,
+    /// Run yt-dlp without any proxy backend.
+    #[arg(long)]
+    pub no_proxy_manager: bool,
+    /// Attempts per URL, each through another proxy [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// When the backend has no proxy: download directly, or fail the URL [default: direct].
+    #[arg(long, value_name = "POLICY", value_parser = named::<NoProxyPolicy>(&NoProxyPolicy::NAMES))]
+    pub on_no_proxy: Option<NoProxyPolicy>,
+    /// Downloads at once (one backend shared by all).
+    #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+    /// How yt-dlp runs: warm Python workers, or one process per attempt [default: worker when
+    /// yt-dlp's Python module imports, else process].
+    #[arg(long, value_name = "RUNNER", value_parser = named::<RunnerKind>(&RunnerKind::NAMES))]
+    pub runner: Option<RunnerKind>,
+    /// One JSON event per line on stdout (queued, started, progress,
+    /// retried, done, failed, then a summary); done/failed carry the result.
+    #[arg(long)]
+    pub json: bool,
+    /// Arguments passed to yt-dlp as they are (after `--`).
+    #[arg(last = true, value_name = "YT-DLP ARGS")]
+    pub ytdlp_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxiesCommand {
+    /// The backend's per-proxy statistics.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the backend for a proxy and print it (masked), without downloading.
+    Get {
+        /// The URL the proxy would be for (sets `host.url` and `host.site`).
+        #[arg(long, value_name = "URL")]
+        for_url: Option<String>,
+    },
+    /// Add proxies to the backend's list (plugins that export `admin`).
+    Add {
+        #[arg(value_name = "URL", required = true)]
+        urls: Vec<String>,
+    },
+    /// Remove proxies from the backend's list (plugins that export `admin`).
+    Remove {
+        #[arg(value_name = "URL", required = true)]
+        urls: Vec<String>,
+    },
+    /// Report an outcome for a proxy, as a download would (e.g. to mark a
+    /// proxy bad by hand, or to load-test a backend).
+    Report {
+        #[arg(value_name = "URL")]
+        url: String,
+        /// Report a success.
+        #[arg(long, conflicts_with = "failure", required_unless_present = "failure")]
+        success: bool,
+        /// Report a failure of this kind.
+        #[arg(long, value_name = "KIND", value_parser = named::<FailureKind>(&FailureKind::NAMES))]
+        failure: Option<FailureKind>,
+        /// How many times.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        count: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin: name, file, contract version, exports, load error.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check one .wasm file; exit non-zero with the reason if it is not a usable plugin.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Check a .wasm file, copy it into the plugin directory (atomically) and compile it
+    /// ahead, so its first use starts in milliseconds; refuses a file that fails the checks.
+    Install {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// The conformance kit: exercise a plugin through the contract without yt-dlp (init with
+    /// the --backend-opt options, get-proxy, every report, stats, timings); exit non-zero on
+    /// a failure.
+    Test {
+        /// A .wasm file, or the name of a plugin (`memory`: the bundled one).
+        #[arg(value_name = "FILE|NAME")]
+        file: PathBuf,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// get-proxy calls in the repeat check.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        repeat: u32,
+    },
+}
+
+/// A parser for one of a fixed list of names (listed in `--help`).
+fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Debug,
+{
+    PossibleValuesParser::new(names.iter().copied())
+        .map(|s| s.parse::<T>().expect("a listed name parses"))
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has an empty key"));
+    }
+    if is_host_key(k) {
+        return Err(format!(
+            "`{k}`: keys starting with `host.` are reserved for the host"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// SIGINT or SIGTERM, whichever comes first; its name.
+pub(crate) async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", proxy_url::mask(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(g: &Global) {
+    let default = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("YTDLP_HOST_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("ytdlp_host={default},warn"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let (config, _path) = config::load(cli.global.config.as_deref())?;
+    let g = &cli.global;
+    let mut builder = HostBuilder::new().config(config);
+    if let Some(dir) = &g.plugin_dir {
+        builder = builder.plugin_dir(dir);
+    }
+    if let Some(name) = &g.backend {
+        builder = builder.backend(name);
+    }
+    for (k, v) in &g.backend_opts {
+        builder = builder.backend_option(k, v);
+    }
+    for p in &g.proxies {
+        builder = builder.proxy(p);
+    }
+    builder.validate()?;
+    match cli.command {
+        Command::Download(args) => download::run(builder, args).await,
+        Command::Serve(args) => serve(builder, args).await,
+        Command::Proxies(ProxiesCommand::Stats { json }) => proxies::stats(&builder, json).await,
+        Command::Proxies(ProxiesCommand::Get { for_url }) => {
+            proxies::get(&builder, for_url.as_deref()).await
+        }
+        Command::Proxies(ProxiesCommand::Add { urls }) => {
+            proxies::change(&builder, &urls, true).await
+        }
+        Command::Proxies(ProxiesCommand::Remove { urls }) => {
+            proxies::change(&builder, &urls, false).await
+        }
+        Command::Proxies(ProxiesCommand::Report {
+            url,
+            success,
+            failure,
+            count,
+        }) => proxies::report(&builder, &url, success, failure, count).await,
+        Command::Plugins(PluginsCommand::List { json }) => plugins::list(&builder, json),
+        Command::Plugins(PluginsCommand::Check { file }) => plugins::check(&builder, &file).await,
+        Command::Plugins(PluginsCommand::Install { file }) => {
+            plugins::install(&builder, &file).await
+        }
+        Command::Plugins(PluginsCommand::Test { file, json, repeat }) => {
+            plugins::test(&builder, &file, json, repeat).await
+        }
+        Command::Setup => setup(),
+    }
+}
+
+/// `ytdlp-host serve`.
+async fn serve(builder: HostBuilder, args: ServeArgs) -> Result<ExitCode> {
+    let builder = builder.concurrency(args.max_concurrent);
+    ytdlp_host_service::serve(
+        std::sync::Arc::new(builder),
+        ytdlp_host_service::ServeOptions {
+            listen: args.listen,
+            max_concurrent: args.max_concurrent,
+            queue_limit: args.queue_limit,
+            grace: Duration::from_secs(args.grace_secs),
+        },
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn setup() -> Result<ExitCode> {
+    let exe = locate::install_private()?;
+    let version = locate::version(&exe)?;
+    println!("yt-dlp {version} ready at {}", exe.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,441 @@
+//! The TOML configuration: typed, unknown keys refused, validated as a whole
+//! before anything uses it (a bad config never half-applies).
+//!
+//! Validation here is syntactic: it reads no other file and resolves no
+//! name. What needs the world (a granted directory exists, a granted host
+//! name resolves) is checked when the plugin that needs it starts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use ytdlp_contract::options::is_host_key;
+use ytdlp_contract::proxy_url;
+
+mod grants;
+
+pub use grants::{DirGrant, Grants, HttpOrigin, TcpGrant};
+
+/// Name of the bundled plugin.
+pub const BUNDLED_BACKEND: &str = "memory";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory scanned for `*.wasm` plugins.
+    pub plugin_dir: Option<PathBuf>,
+    /// The backend plugin to use (file stem in `plugin_dir`, or `memory`).
+    pub backend: Option<String>,
+    /// yt-dlp executable.
+    pub yt_dlp: Option<PathBuf>,
+    /// Proxies for the bundled `memory` backend.
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    /// Attempts per URL, each through another proxy (default 3).
+    pub max_attempts: Option<u32>,
+    /// What to do when the backend gives no proxy (default `direct`).
+    pub on_no_proxy: Option<NoProxyPolicy>,
+    /// yt-dlp output template (`-o`).
+    pub output: Option<String>,
+    /// Deadline for one yt-dlp run, in seconds (default 3600).
+    pub run_timeout_secs: Option<u64>,
+    /// Pre-flight check of a proxy before a run, ms (default 1000; 0: off).
+    pub preflight_timeout_ms: Option<u64>,
+    /// Keep the bundled plugin's proxy health across runs (default true).
+    pub persist_health: Option<bool>,
+    /// How yt-dlp runs: `worker` (warm workers) or `process` (default:
+    /// `worker` when yt-dlp's Python module imports).
+    pub runner: Option<RunnerKind>,
+    /// The worker runner's settings (`[worker]`).
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    /// Per-plugin settings, by plugin name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// Like Envoy's fail-open / fail-closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoProxyPolicy {
+    /// Warn and download without a proxy.
+    Direct,
+    /// Fail the URL with the backend's reason.
+    Fail,
+}
+
+impl NoProxyPolicy {
+    /// The names, as in the config and on the command line.
+    pub const NAMES: [&'static str; 2] = ["direct", "fail"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NoProxyPolicy::Direct => "direct",
+            NoProxyPolicy::Fail => "fail",
+        }
+    }
+}
+
+/// How yt-dlp runs (config `runner`, `download --runner`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerKind {
+    /// Warm Python workers driving yt-dlp's embedding API.
+    Worker,
+    /// One yt-dlp process per attempt.
+    Process,
+}
+
+impl RunnerKind {
+    pub const NAMES: [&'static str; 2] = ["worker", "process"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RunnerKind::Worker => "worker",
+            RunnerKind::Process => "process",
+        }
+    }
+}
+
+/// `FromStr` over a fixed list of names, for the command line.
+macro_rules! named_enum_from_str {
+    ($t:ty, $($name:literal => $v:expr),+) => {
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok($v),)+
+                    _ => Err(format!("`{s}` is not one of {}", <$t>::NAMES.join(", "))),
+                }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+named_enum_from_str!(NoProxyPolicy, "direct" => NoProxyPolicy::Direct, "fail" => NoProxyPolicy::Fail);
+named_enum_from_str!(RunnerKind, "worker" => RunnerKind::Worker, "process" => RunnerKind::Process);
+
+/// `[worker]` in the config: the worker runner's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The Python that runs the workers (default: yt-dlp's own, from its
+    /// shebang; else python3 on PATH).
+    pub python: Option<PathBuf>,
+    /// Jobs a worker runs before it is replaced (default 100).
+    pub max_jobs: Option<NonZeroU32>,
+    /// A worker whose resident memory exceeds this is replaced, MiB
+    /// (default 1024).
+    pub max_rss_mib: Option<NonZeroU64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Options passed to `init` and merged into every call.
+    #[serde(default)]
+    pub options: BTreeMap<String, OptionValue>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// An option value: TOML scalars become strings, arrays repeat the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    One(Scalar),
+    Many(Vec<Scalar>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn to_option_string(&self) -> String {
+        match self {
+            Scalar::Str(s) => s.clone(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Key/value options as the contract passes them.
+pub use ytdlp_contract::Options;
+
+/// Flattens a TOML options table into contract options.
+pub fn options_from_table(table: &BTreeMap<String, OptionValue>) -> Options {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        match v {
+            OptionValue::One(s) => out.push((k.clone(), s.to_option_string())),
+            OptionValue::Many(list) => {
+                out.extend(list.iter().map(|s| (k.clone(), s.to_option_string())))
+            }
+        }
+    }
+    out
+}
+
+/// Merges per-download options over base options: a key the download sets
+/// replaces every value of that key in the base.
+pub fn merge_options(base: &Options, overrides: &Options) -> Options {
+    let mut out: Options = base
+        .iter()
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .cloned()
+        .collect();
+    out.extend(overrides.iter().cloned());
+    out
+}
+
+/// Limits on one plugin (the sandbox applies them).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Linear memory of the plugin, MiB.
+    pub memory_mib: u64,
+    /// Deadline for `get-proxy`, `report-*` and `get-stats`, ms.
+    pub call_timeout_ms: u64,
+    /// Deadline for instantiation plus `init`, ms.
+    pub init_timeout_ms: u64,
+    /// Largest total size of the strings a plugin may return from one
+    /// call, bytes.
+    pub max_return_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            memory_mib: 64,
+            call_timeout_ms: 500,
+            init_timeout_ms: 5_000,
+            max_return_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::from_toml(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // toml's message names the key and shows the line; keep it whole
+            // but on one line per part.
+            anyhow::anyhow!("{}", e.to_string().trim_end())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that the types do not, so that a config is either
+    /// wholly usable or refused.
+    pub fn validate(&self) -> Result<()> {
+        for (i, p) in self.proxies.iter().enumerate() {
+            proxy_url::validate(p)
+                .map_err(|e| anyhow::anyhow!("proxies[{i}] ({}): {e}", proxy_url::mask(p)))?;
+        }
+        if self.max_attempts == Some(0) {
+            bail!("max_attempts must be at least 1");
+        }
+        if self.run_timeout_secs == Some(0) {
+            bail!("run_timeout_secs must be at least 1");
+        }
+        if let Some(name) = &self.backend {
+            validate_plugin_name(name).context("backend")?;
+        }
+        for (name, plugin) in &self.plugins {
+            validate_plugin_name(name).with_context(|| format!("plugins.{name}"))?;
+            let l = &plugin.limits;
+            for (key, v) in [
+                ("memory_mib", l.memory_mib),
+                ("call_timeout_ms", l.call_timeout_ms),
+                ("init_timeout_ms", l.init_timeout_ms),
+                ("max_return_bytes", l.max_return_bytes),
+            ] {
+                if v == 0 {
+                    bail!("plugins.{name}.limits.{key} must be greater than 0");
+                }
+            }
+            if plugin.options.keys().any(|k| is_host_key(k)) {
+                bail!(
+                    "plugins.{name}.options: keys starting with `host.` are reserved for the host"
+                );
+            }
+            plugin
+                .grants
+                .validate()
+                .with_context(|| format!("plugins.{name}.grants"))?;
+        }
+        Ok(())
+    }
+
+    pub fn plugin(&self, name: &str) -> PluginConfig {
+        self.plugins.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// A plugin's name is a file stem: letters, digits, `-`, `_`, `.`.
+pub fn validate_plugin_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        bail!("`{name}` is not a plugin name (letters, digits, `-`, `_`, `.`)");
+    }
+    Ok(())
+}
+
+/// XDG base directories, with the usual fallbacks under `$HOME`.
+pub fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(fallback),
+    }
+    .join("ytdlp-host")
+}
+
+pub fn config_dir() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config")
+}
+
+pub fn cache_dir() -> PathBuf {
+    xdg_dir("XDG_CACHE_HOME", ".cache")
+}
+
+pub fn data_dir() -> PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share")
+}
+
+/// The bundled plugin's private state directory (granted to it read-write
+/// as `/state`, and to no other plugin).
+pub fn bundled_state_dir() -> PathBuf {
+    xdg_dir("XDG_STATE_HOME", ".local/state").join(BUNDLED_BACKEND)
+}
+
+/// `--config`, else `./ytdlp-host.toml`, else the XDG config file; none is
+/// fine (defaults), but a named file that is missing is an error.
+pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
+    if let Some(path) = explicit {
+        return Ok((Config::from_file(path)?, Some(path.to_path_buf())));
+    }
+    for candidate in [
+        PathBuf::from("ytdlp-host.toml"),
+        config_dir().join("config.toml"),
+    ] {
+        if candidate.is_file() {
+            return Ok((Config::from_file(&candidate)?, Some(candidate)));
+        }
+    }
+    Ok((Config::default(), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let c = Config::from_toml(
+            r#"
+            backend = "memory"
+            proxies = ["http://127.0.0.1:3128", "socks5://u:p@127.0.0.1:1080"]
+            max_attempts = 4
+            on_no_proxy = "fail"
+            [plugins.memory.options]
+            failure_threshold = 2
+            region = ["eu", "us"]
+            [plugins.memory.limits]
+            call_timeout_ms = 200
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.on_no_proxy, Some(NoProxyPolicy::Fail));
+        let m = c.plugin("memory");
+        assert_eq!(m.limits.call_timeout_ms, 200);
+        assert_eq!(m.limits.memory_mib, 64);
+        assert_eq!(
+            options_from_table(&m.options),
+            vec![
+                ("failure_threshold".to_string(), "2".to_string()),
+                ("region".to_string(), "eu".to_string()),
+                ("region".to_string(), "us".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let err = Config::from_toml("backend = \"memory\"\nmax_attempt = 3\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("max_attempt"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+        let err = Config::from_toml("[plugins.x.limits]\nmemory = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("memory"), "{err:#}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_whole() {
+        for (text, needle) in [
+            ("proxies = [\"ftp://h:1\"]", "proxies[0]"),
+            ("proxies = [\"http://u:secret@h:1/x\"]", "u:***@h:1"),
+            ("max_attempts = 0", "max_attempts"),
+            ("on_no_proxy = \"maybe\"", "maybe"),
+            ("[plugins.m.limits]\ncall_timeout_ms = 0", "call_timeout_ms"),
+            ("[plugins.m.options]\n\"host.url\" = \"x\"", "reserved"),
+            ("backend = \"../evil\"", "plugin name"),
+        ] {
+            let err = format!("{:#}", Config::from_toml(text).unwrap_err());
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn download_options_win_over_base() {
+        let base = vec![
+            ("a".to_string(), "1".to_string()),
+            ("l".to_string(), "x".to_string()),
+            ("l".to_string(), "y".to_string()),
+        ];
+        let over = vec![("l".to_string(), "z".to_string())];
+        assert_eq!(
+            merge_options(&base, &over),
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("l".to_string(), "z".to_string())
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod fuzz_props;

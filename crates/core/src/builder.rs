@@ -1,0 +1,422 @@
+//! The composition root: [`HostBuilder`] turns a config and what a command
+//! line (or a library user) sets over it into a running [`Host`]: the plugin
+//! runtime, the backend plugin (started with its options and grants), yt-dlp
+//! (found or installed), the runner, the downloader and the queue. The CLI,
+//! `serve` and library users all build through it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ytdlp_contract::options::is_host_key;
+use ytdlp_contract::proxy_url;
+use ytdlp_host_config::{
+    self as config, BUNDLED_BACKEND, Config, DirGrant, NoProxyPolicy, Options, PluginConfig,
+    RunnerKind,
+};
+use ytdlp_host_plugin_host::{Backend, BackendError, CompileCache, PluginRuntime};
+use ytdlp_host_ytdlp::locate;
+
+use crate::downloader::{Downloader, Settings};
+use crate::queue::{Host, Limits};
+use crate::source::{PluginSource, ProxySource};
+
+/// Where the bundled plugin sees its state directory.
+const BUNDLED_STATE_GUEST: &str = "/state";
+
+/// Why a host could not be built. Each names what is at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting is not usable (a bad proxy URL, `--proxy` with another
+    /// backend, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The plugin runtime could not start.
+    #[error("{0:#}")]
+    Runtime(anyhow::Error),
+    /// The backend plugin could not be found or loaded.
+    #[error("{0:#}")]
+    Load(anyhow::Error),
+    /// The backend plugin failed to start (it refused its options, trapped,
+    /// timed out, ...).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// yt-dlp is missing and could not be installed.
+    #[error("{0:#}")]
+    YtDlp(anyhow::Error),
+    /// The runner asked for cannot run here.
+    #[error("{0:#}")]
+    Runner(anyhow::Error),
+}
+
+/// Builds a [`Host`] (or its parts) from a [`Config`] and overrides.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ytdlp_host_core::BuildError> {
+/// let host = ytdlp_host_core::HostBuilder::new()
+///     .proxy("http://127.0.0.1:3128")
+///     .concurrency(2)
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct HostBuilder {
+    config: Config,
+    plugin_dir: Option<PathBuf>,
+    backend: Option<String>,
+    backend_options: Options,
+    proxies: Vec<String>,
+    yt_dlp: Option<PathBuf>,
+    no_proxy_manager: bool,
+    max_attempts: Option<u32>,
+    on_no_proxy: Option<NoProxyPolicy>,
+    output: Option<String>,
+    ytdlp_args: Vec<String>,
+    runner: Option<RunnerKind>,
+    concurrency: usize,
+    queue: usize,
+    /// `None`: the XDG cache directory.
+    compile_cache: Option<CompileCache>,
+    runtime: OnceLock<PluginRuntime>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        HostBuilder::new()
+    }
+}
+
+impl HostBuilder {
+    /// The defaults: no config file, the bundled backend, one download at a
+    /// time.
+    pub fn new() -> HostBuilder {
+        HostBuilder {
+            config: Config::default(),
+            plugin_dir: None,
+            backend: None,
+            backend_options: Options::new(),
+            proxies: Vec::new(),
+            yt_dlp: None,
+            no_proxy_manager: false,
+            max_attempts: None,
+            on_no_proxy: None,
+            output: None,
+            ytdlp_args: Vec::new(),
+            runner: None,
+            concurrency: 1,
+            queue: 1000,
+            compile_cache: None,
+            runtime: OnceLock::new(),
+        }
+    }
+
+    /// A validated config (see [`config::load`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The directory of `*.wasm` plugins (over the config's).
+    pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dir = Some(dir.into());
+        self
+    }
+
+    /// The backend plugin by name (over the config's; default `memory`).
+    pub fn backend(mut self, name: impl Into<String>) -> Self {
+        self.backend = Some(name.into());
+        self
+    }
+
+    /// A backend option, merged over the config's (repeatable).
+    pub fn backend_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.backend_options.push((key.into(), value.into()));
+        self
+    }
+
+    /// A proxy for the bundled backend's list, after the config's.
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxies.push(url.into());
+        self
+    }
+
+    /// The yt-dlp executable (over `YTDLP_HOST_YT_DLP` and the config's).
+    pub fn yt_dlp(mut self, path: impl Into<PathBuf>) -> Self {
+        self.yt_dlp = Some(path.into());
+        self
+    }
+
+    /// Run yt-dlp without any proxy backend.
+    pub fn no_proxy_manager(mut self, yes: bool) -> Self {
+        self.no_proxy_manager = yes;
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    pub fn on_no_proxy(mut self, policy: NoProxyPolicy) -> Self {
+        self.on_no_proxy = Some(policy);
+        self
+    }
+
+    /// yt-dlp's output template (`-o`).
+    pub fn output(mut self, template: impl Into<String>) -> Self {
+        self.output = Some(template.into());
+        self
+    }
+
+    /// yt-dlp arguments for every download.
+    pub fn ytdlp_args(mut self, args: Vec<String>) -> Self {
+        self.ytdlp_args = args;
+        self
+    }
+
+    pub fn runner(mut self, kind: RunnerKind) -> Self {
+        self.runner = Some(kind);
+        self
+    }
+
+    /// Downloads at once (and the worker pool's size).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Downloads waiting or running at most; more are refused.
+    pub fn queue_limit(mut self, n: usize) -> Self {
+        self.queue = n.max(1);
+        self
+    }
+
+    /// Where compiled plugins are kept (default: the XDG cache directory).
+    pub fn compile_cache(mut self, cache: CompileCache) -> Self {
+        self.compile_cache = Some(cache);
+        self
+    }
+
+    /// Checks the settings that can be checked before anything starts.
+    pub fn validate(&self) -> Result<(), BuildError> {
+        for (i, p) in self.proxies.iter().enumerate() {
+            proxy_url::validate(p).map_err(|e| {
+                BuildError::Invalid(format!("--proxy #{} ({}): {e}", i + 1, proxy_url::mask(p)))
+            })?;
+        }
+        if let Some((k, _)) = self.backend_options.iter().find(|(k, _)| is_host_key(k)) {
+            return Err(BuildError::Invalid(format!(
+                "`{k}`: keys starting with `host.` are reserved for the host"
+            )));
+        }
+        let backend = self.backend_name();
+        if !self.proxies.is_empty() && backend != BUNDLED_BACKEND {
+            return Err(BuildError::Invalid(format!(
+                "--proxy feeds the bundled `{BUNDLED_BACKEND}` backend, but the backend is `{backend}`; give that plugin its proxies through its own options"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn config_ref(&self) -> &Config {
+        &self.config
+    }
+
+    /// The backend's name: the override, the config's, else `memory`.
+    pub fn backend_name(&self) -> &str {
+        self.backend
+            .as_deref()
+            .or(self.config.backend.as_deref())
+            .unwrap_or(BUNDLED_BACKEND)
+    }
+
+    /// The plugin directory: the override, the config's, else the XDG one.
+    pub fn plugin_dir_path(&self) -> PathBuf {
+        self.plugin_dir
+            .clone()
+            .or_else(|| self.config.plugin_dir.clone())
+            .unwrap_or_else(|| config::config_dir().join("plugins"))
+    }
+
+    /// The backend options given for this run (`--backend-opt`).
+    pub fn backend_options(&self) -> &Options {
+        &self.backend_options
+    }
+
+    /// The proxies given for this run (`--proxy`).
+    pub fn extra_proxies(&self) -> &[String] {
+        &self.proxies
+    }
+
+    /// The plugin runtime (created on first use, then shared).
+    pub fn runtime(&self) -> Result<&PluginRuntime, BuildError> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let cache = self
+            .compile_cache
+            .clone()
+            .unwrap_or_else(|| CompileCache::new(config::cache_dir().join("compiled")));
+        let rt = PluginRuntime::new(cache).map_err(BuildError::Runtime)?;
+        Ok(self.runtime.get_or_init(|| rt))
+    }
+
+    fn persist_health(&self) -> bool {
+        self.config.persist_health.unwrap_or(true)
+    }
+
+    /// Options for `init`: the plugin's config options, plus the proxy
+    /// list for the bundled backend.
+    pub fn init_options(&self) -> Options {
+        let backend = self.backend_name();
+        let mut opts = config::options_from_table(&self.config.plugin(backend).options);
+        if backend == BUNDLED_BACKEND {
+            for p in self.config.proxies.iter().chain(&self.proxies) {
+                opts.push(("proxy".to_string(), p.clone()));
+            }
+            if self.persist_health() {
+                opts.push(("state_dir".to_string(), BUNDLED_STATE_GUEST.to_string()));
+            }
+        }
+        opts
+    }
+
+    /// The selected plugin's config; the bundled plugin also gets its
+    /// private state directory.
+    pub fn plugin_config(&self) -> Result<PluginConfig, BuildError> {
+        let backend = self.backend_name();
+        let mut pc = self.config.plugin(backend);
+        if backend == BUNDLED_BACKEND && self.persist_health() {
+            let dir = config::bundled_state_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                BuildError::Load(anyhow::anyhow!(
+                    "cannot create the state directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            pc.grants.dirs.push(DirGrant {
+                host: dir,
+                guest: BUNDLED_STATE_GUEST.to_string(),
+                rw: true,
+            });
+        }
+        Ok(pc)
+    }
+
+    /// Options for every call: config options with this run's over them.
+    pub fn call_options(&self) -> Options {
+        config::merge_options(
+            &config::options_from_table(&self.config.plugin(self.backend_name()).options),
+            &self.backend_options,
+        )
+    }
+
+    /// Loads and starts the backend plugin (instantiated, `init` run).
+    pub async fn start_backend(&self) -> Result<Backend, BuildError> {
+        let runtime = self.runtime()?;
+        let plugin = runtime
+            .find(&self.plugin_dir_path(), self.backend_name())
+            .map_err(BuildError::Load)?;
+        let pc = self.plugin_config()?;
+        Ok(Backend::start(plugin, pc, self.init_options()).await?)
+    }
+
+    fn policy(&self) -> NoProxyPolicy {
+        self.on_no_proxy
+            .or(self.config.on_no_proxy)
+            .unwrap_or(NoProxyPolicy::Direct)
+    }
+
+    /// The proxy source, yt-dlp, the runner and the settings, as one
+    /// [`Downloader`].
+    pub async fn downloader(&self) -> Result<Downloader, BuildError> {
+        self.validate()?;
+        let policy = self.policy();
+        let source: Option<Arc<dyn ProxySource>> = if self.no_proxy_manager {
+            None
+        } else {
+            match self.start_backend().await {
+                Ok(b) => Some(Arc::new(PluginSource::new(b))),
+                // A plugin that crashes or hangs at start falls under the
+                // policy; a missing plugin or refused options are config
+                // errors.
+                Err(BuildError::Backend(e))
+                    if e.is_fault()
+                        && !matches!(e, BackendError::InitRefused { .. })
+                        && policy == NoProxyPolicy::Direct =>
+                {
+                    tracing::warn!("{e}; downloading without a proxy (policy `direct`)");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let yt_dlp = self.locate_yt_dlp().await?;
+        let runner = ytdlp_host_ytdlp::select(
+            self.runner.or(self.config.runner),
+            &yt_dlp,
+            &self.config.worker,
+            self.concurrency,
+            &self.ytdlp_args,
+        )
+        .await
+        .map_err(BuildError::Runner)?;
+        let settings = Settings {
+            yt_dlp,
+            max_attempts: self
+                .max_attempts
+                .or(self.config.max_attempts)
+                .unwrap_or(3)
+                .max(1),
+            on_no_proxy: policy,
+            output: self.output.clone().or_else(|| self.config.output.clone()),
+            extra_args: self.ytdlp_args.clone(),
+            run_timeout: Duration::from_secs(self.config.run_timeout_secs.unwrap_or(3600)),
+            direct_socket_timeout_secs: 30,
+            preflight: match self.config.preflight_timeout_ms.unwrap_or(1000) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+        };
+        Ok(Downloader::new(
+            source,
+            self.call_options(),
+            settings,
+            runner,
+        ))
+    }
+
+    /// yt-dlp: found, or the private copy installed (a pip install, run on a
+    /// blocking thread).
+    async fn locate_yt_dlp(&self) -> Result<PathBuf, BuildError> {
+        let flag = self.yt_dlp.clone();
+        let from_config = self.config.yt_dlp.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            locate::locate_or_install(flag.as_deref(), from_config.as_deref())
+        })
+        .await
+        .map_err(|e| BuildError::YtDlp(anyhow::anyhow!("{e}")))?
+        .map_err(BuildError::YtDlp)?;
+        let (path, origin) = found;
+        tracing::info!("yt-dlp: {} (from {origin})", path.display());
+        Ok(path)
+    }
+
+    /// The whole host: a queue over the downloader.
+    pub async fn build(self) -> Result<Host, BuildError> {
+        let downloader = self.downloader().await?;
+        Ok(Host::new(
+            downloader,
+            Limits {
+                concurrency: self.concurrency,
+                queue: self.queue,
+            },
+        ))
+    }
+}
+
+/// The plugin file a backend name refers to in `dir` (for hot reload).
+pub fn plugin_file(dir: &Path, backend: &str) -> PathBuf {
+    dir.join(format!("{backend}.wasm"))
+}

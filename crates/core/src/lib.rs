@@ -1,0 +1,31 @@
+//! ytdlp-host's core: where downloads happen.
+//!
+//! - [`downloader`]: one URL from start to end; where a proxy is chosen
+//!   for it, checked, reported on and retried elsewhere;
+//! - [`source`]: the [`ProxySource`] interface the downloader asks, and its
+//!   implementation over a plugin;
+//! - [`preflight`]: the quick check of a proxy before a run;
+//! - [`queue`]: the download queue ([`Host`]): ids, concurrency, events,
+//!   cancellation, shutdown;
+//! - [`builder`]: [`HostBuilder`], the composition root the CLI, `serve`
+//!   and library users build through.
+//!
+//! The downloader and the queue depend on two small interfaces,
+//! [`ProxySource`] and [`ytdlp_host_ytdlp::Runner`], so their policy is
+//! tested with scripted fakes (`tests.rs`), without yt-dlp.
+
+pub mod builder;
+pub mod downloader;
+pub mod preflight;
+pub mod queue;
+pub mod source;
+
+#[cfg(test)]
+mod tests;
+
+pub use builder::{BuildError, HostBuilder};
+pub use downloader::{
+    Attempt, AttemptEvent, DownloadRequest, DownloadResult, Downloader, Settings, Status, site_of,
+};
+pub use queue::{DownloadId, DownloadStatus, Event, Host, Limits, State, SubmitError};
+pub use source::{PluginSource, ProxySource};

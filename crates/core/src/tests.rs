@@ -1,0 +1,610 @@
+//! The downloader's retry policy and the queue's life cycle, driven by a
+//! scripted proxy source and a scripted runner (no yt-dlp, no plugin, no
+//! network; tokio's clock is paused, so delays cost nothing).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ytdlp_contract::{FailureKind, Options, ProxyStats, ProxyUrl, proxy_url};
+use ytdlp_host_config::NoProxyPolicy;
+use ytdlp_host_plugin_host::{BackendError, FailureReport, ProxyChoice};
+use ytdlp_host_ytdlp::{BoxFuture, Progress, RunOutcome, RunSpec, Runner};
+
+use crate::{
+    DownloadRequest, Downloader, Event, Host, Limits, ProxySource, Settings, State, Status,
+};
+
+// ---------------------------------------------------------------------------
+// Fakes
+
+/// One scripted answer of the source to `get-proxy`.
+enum Answer {
+    Proxy(&'static str),
+    NoProxy,
+    /// Never answers (until the call is dropped).
+    Hang,
+}
+
+/// A proxy source that answers from a script and records every report.
+#[derive(Default)]
+struct ScriptedSource {
+    answers: Mutex<VecDeque<Answer>>,
+    reports: Mutex<Vec<(String, Option<FailureKind>)>>,
+    /// Set when a hanging call was dropped (cancelled).
+    hang_dropped: Arc<AtomicBool>,
+}
+
+impl ScriptedSource {
+    fn new(answers: Vec<Answer>) -> Arc<ScriptedSource> {
+        Arc::new(ScriptedSource {
+            answers: Mutex::new(answers.into()),
+            ..ScriptedSource::default()
+        })
+    }
+
+    fn reports(&self) -> Vec<(String, Option<FailureKind>)> {
+        self.reports.lock().unwrap().clone()
+    }
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl ProxySource for ScriptedSource {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn get_proxy<'a>(
+        &'a self,
+        _options: &'a Options,
+    ) -> BoxFuture<'a, Result<ProxyChoice, BackendError>> {
+        let answer = self.answers.lock().unwrap().pop_front();
+        let dropped = self.hang_dropped.clone();
+        Box::pin(async move {
+            match answer {
+                Some(Answer::Proxy(url)) => Ok(ProxyChoice {
+                    url: proxy_url::validate(url).unwrap(),
+                    timeout_ms: 5000,
+                }),
+                Some(Answer::Hang) => {
+                    let _guard = SetOnDrop(dropped);
+                    std::future::pending().await
+                }
+                Some(Answer::NoProxy) | None => Err(BackendError::NoProxy {
+                    plugin: "scripted".into(),
+                    message: "all proxies are cooling down".into(),
+                    retry_at_ms: None,
+                }),
+            }
+        })
+    }
+
+    fn report_success<'a>(
+        &'a self,
+        proxy: &'a ProxyUrl,
+        _options: &'a Options,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        self.reports
+            .lock()
+            .unwrap()
+            .push((proxy.expose().to_string(), None));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn report_failure<'a>(
+        &'a self,
+        proxy: &'a ProxyUrl,
+        failure: &'a FailureReport,
+        _options: &'a Options,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        self.reports
+            .lock()
+            .unwrap()
+            .push((proxy.expose().to_string(), Some(failure.kind)));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn get_stats<'a>(
+        &'a self,
+        _options: &'a Options,
+    ) -> BoxFuture<'a, Result<Option<Vec<ProxyStats>>, BackendError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// One scripted run.
+#[derive(Clone)]
+enum Run {
+    Ok,
+    Fail(FailureKind),
+    /// Takes this long, then succeeds.
+    Slow(Duration),
+    Panic,
+}
+
+/// A runner that plays a script and records which proxy each run used.
+#[derive(Default)]
+struct ScriptedRunner {
+    script: Mutex<VecDeque<Run>>,
+    /// The proxy of each run (`None`: direct).
+    proxies: Mutex<Vec<Option<String>>>,
+    /// Runs whose future was dropped before the end (cancelled).
+    dropped: Arc<AtomicUsize>,
+}
+
+impl ScriptedRunner {
+    fn new(script: Vec<Run>) -> Arc<ScriptedRunner> {
+        Arc::new(ScriptedRunner {
+            script: Mutex::new(script.into()),
+            ..ScriptedRunner::default()
+        })
+    }
+
+    fn proxies(&self) -> Vec<Option<String>> {
+        self.proxies.lock().unwrap().clone()
+    }
+}
+
+struct CountOnDrop {
+    count: Arc<AtomicUsize>,
+    armed: bool,
+}
+
+impl Drop for CountOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Runner for ScriptedRunner {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn run<'a>(
+        &'a self,
+        spec: &'a RunSpec,
+        on_progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, RunOutcome> {
+        self.proxies
+            .lock()
+            .unwrap()
+            .push(spec.proxy.as_ref().map(|p| p.expose().to_string()));
+        let step = self.script.lock().unwrap().pop_front().unwrap_or(Run::Ok);
+        let dropped = self.dropped.clone();
+        Box::pin(async move {
+            let mut guard = CountOnDrop {
+                count: dropped,
+                armed: true,
+            };
+            on_progress(Progress {
+                status: Some("downloading".into()),
+                ..Progress::default()
+            });
+            let outcome = match step {
+                Run::Ok => ok(),
+                Run::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    ok()
+                }
+                Run::Fail(kind) => {
+                    RunOutcome::failed(kind, format!("scripted {kind}"), Duration::ZERO)
+                }
+                Run::Panic => panic!("scripted runner panics"),
+            };
+            guard.armed = false;
+            outcome
+        })
+    }
+}
+
+fn ok() -> RunOutcome {
+    RunOutcome {
+        exit_code: Some(0),
+        duration: Duration::ZERO,
+        file: Some(PathBuf::from("/out/clip.mp4")),
+        failure: None,
+    }
+}
+
+fn settings(max_attempts: u32, policy: NoProxyPolicy) -> Settings {
+    Settings {
+        yt_dlp: "yt-dlp".into(),
+        max_attempts,
+        on_no_proxy: policy,
+        output: None,
+        extra_args: Vec::new(),
+        run_timeout: Duration::from_secs(60),
+        direct_socket_timeout_secs: 30,
+        preflight: None,
+    }
+}
+
+fn downloader(
+    source: &Arc<ScriptedSource>,
+    runner: &Arc<ScriptedRunner>,
+    max_attempts: u32,
+    policy: NoProxyPolicy,
+) -> Downloader {
+    Downloader::new(
+        Some(source.clone()),
+        Options::new(),
+        settings(max_attempts, policy),
+        runner.clone(),
+    )
+}
+
+const A: &str = "http://127.0.0.1:3001";
+const B: &str = "http://127.0.0.1:3002";
+const C: &str = "http://127.0.0.1:3003";
+const URL: &str = "http://127.0.0.1:9/v/1.mp4";
+
+async fn download(d: &Downloader) -> crate::DownloadResult {
+    d.run("id-1", &DownloadRequest::new(URL), |_| {}).await
+}
+
+// ---------------------------------------------------------------------------
+// The downloader: retries and the no-proxy policy
+
+#[tokio::test]
+async fn a_proxy_fault_is_reported_and_retried_through_another_proxy() {
+    let source = ScriptedSource::new(vec![Answer::Proxy(A), Answer::Proxy(B)]);
+    let runner = ScriptedRunner::new(vec![Run::Fail(FailureKind::ProxyConnect), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+    assert_eq!(r.status, Status::Done);
+    assert_eq!(r.attempts.len(), 2);
+    assert_eq!(r.attempts[0].kind, Some(FailureKind::ProxyConnect));
+    assert!(r.attempts[1].ok);
+    assert_eq!(runner.proxies(), [Some(A.into()), Some(B.into())]);
+    assert_eq!(
+        source.reports(),
+        [
+            (A.into(), Some(FailureKind::ProxyConnect)),
+            (B.into(), None)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn content_and_host_failures_are_not_retried() {
+    for kind in [FailureKind::Content, FailureKind::Host] {
+        let source = ScriptedSource::new(vec![Answer::Proxy(A), Answer::Proxy(B)]);
+        let runner = ScriptedRunner::new(vec![Run::Fail(kind), Run::Ok]);
+        let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+        assert_eq!(r.status, Status::Failed, "{kind}");
+        assert_eq!(r.kind, Some(kind));
+        assert_eq!(r.attempts.len(), 1, "{kind}");
+        // Still reported: the backend decides what counts.
+        assert_eq!(source.reports(), [(A.into(), Some(kind))]);
+    }
+}
+
+#[tokio::test]
+async fn max_attempts_bounds_the_retries() {
+    let source = ScriptedSource::new(vec![
+        Answer::Proxy(A),
+        Answer::Proxy(B),
+        Answer::Proxy(C),
+        Answer::Proxy(A),
+    ]);
+    let fail = Run::Fail(FailureKind::ProxyTimeout);
+    let runner = ScriptedRunner::new(vec![fail.clone(), fail.clone(), fail.clone(), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.kind, Some(FailureKind::ProxyTimeout));
+    assert_eq!(r.attempts.len(), 3);
+    assert_eq!(runner.proxies().len(), 3);
+    assert_eq!(source.reports().len(), 3);
+
+    let source = ScriptedSource::new(vec![Answer::Proxy(A), Answer::Proxy(B)]);
+    let runner = ScriptedRunner::new(vec![fail.clone(), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 1, NoProxyPolicy::Fail)).await;
+    assert_eq!((r.status, r.attempts.len()), (Status::Failed, 1));
+}
+
+#[tokio::test]
+async fn no_proxy_on_the_first_attempt_follows_the_policy() {
+    // direct: one run without a proxy, no report (there is no proxy).
+    let source = ScriptedSource::new(vec![Answer::NoProxy]);
+    let runner = ScriptedRunner::new(vec![Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Direct)).await;
+    assert_eq!(r.status, Status::Done);
+    assert_eq!(runner.proxies(), [None]);
+    assert!(r.attempts[0].proxy.is_none());
+    assert!(source.reports().is_empty());
+
+    // fail: no run at all, the backend's reason and the policy named.
+    let source = ScriptedSource::new(vec![Answer::NoProxy]);
+    let runner = ScriptedRunner::new(vec![Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(runner.proxies().is_empty());
+    let err = r.error.unwrap();
+    assert!(
+        err.contains("all proxies are cooling down") && err.contains("policy `fail`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn no_proxy_after_a_failed_proxied_attempt_follows_the_policy() {
+    let blocked = Run::Fail(FailureKind::Blocked);
+    let source = ScriptedSource::new(vec![Answer::Proxy(A), Answer::NoProxy]);
+    let runner = ScriptedRunner::new(vec![blocked.clone(), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(runner.proxies(), [Some(A.into())]);
+    assert!(r.error.unwrap().contains("policy `fail`"));
+
+    // `direct` chosen explicitly: the second attempt goes without a proxy,
+    // and a direct run is the last resort (no third attempt).
+    let source = ScriptedSource::new(vec![Answer::Proxy(A), Answer::NoProxy]);
+    let runner = ScriptedRunner::new(vec![blocked, Run::Fail(FailureKind::Blocked), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Direct)).await;
+    assert_eq!(runner.proxies(), [Some(A.into()), None]);
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn without_a_source_every_run_is_direct_and_nothing_is_reported() {
+    let runner = ScriptedRunner::new(vec![Run::Fail(FailureKind::ProxyConnect)]);
+    let d = Downloader::new(
+        None,
+        Options::new(),
+        settings(3, NoProxyPolicy::Fail),
+        runner.clone(),
+    );
+    let r = download(&d).await;
+    assert_eq!(runner.proxies(), [None]);
+    assert_eq!((r.status, r.attempts.len()), (Status::Failed, 1));
+}
+
+// ---------------------------------------------------------------------------
+// The queue: order, cancellation, panics, shutdown
+
+fn host(source: &Arc<ScriptedSource>, runner: &Arc<ScriptedRunner>, concurrency: usize) -> Host {
+    Host::new(
+        downloader(source, runner, 3, NoProxyPolicy::Fail),
+        Limits {
+            concurrency,
+            queue: 100,
+        },
+    )
+}
+
+fn proxies(n: usize) -> Vec<Answer> {
+    (0..n).map(|_| Answer::Proxy(A)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn downloads_start_in_submission_order_and_emit_their_events() {
+    let source = ScriptedSource::new(proxies(3));
+    let runner = ScriptedRunner::new(vec![Run::Ok, Run::Ok, Run::Ok]);
+    let host = host(&source, &runner, 1);
+    let mut events = host.subscribe();
+    let ids: Vec<String> = (1..=3)
+        .map(|i| {
+            host.submit(DownloadRequest::new(format!(
+                "http://127.0.0.1:9/v/{i}.mp4"
+            )))
+        })
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for id in &ids {
+        assert_eq!(host.wait(id).await.unwrap().state, State::Done);
+    }
+    let mut started = Vec::new();
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Started { id, .. } = &e {
+            started.push(id.clone());
+        }
+        kinds.push(match e {
+            Event::Queued { .. } => "queued",
+            Event::Started { .. } => "started",
+            Event::Progress { .. } => "progress",
+            Event::Done { .. } => "done",
+            _ => "other",
+        });
+    }
+    assert_eq!(started, ids);
+    assert_eq!(kinds.iter().filter(|k| **k == "done").count(), 3);
+    assert_eq!(kinds[..3], ["queued", "queued", "queued"]);
+    assert!(kinds.contains(&"progress"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_mid_call_stops_the_download_and_the_next_one_runs() {
+    let source = ScriptedSource::new(vec![Answer::Hang, Answer::Proxy(B)]);
+    let runner = ScriptedRunner::new(vec![Run::Ok]);
+    let host = host(&source, &runner, 1);
+    let first = host.submit(DownloadRequest::new(URL)).unwrap();
+    // Let the first download reach its (hanging) get-proxy call.
+    while host.status(&first).unwrap().state != State::Running {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(host.cancel(&first));
+    assert_eq!(host.wait(&first).await.unwrap().state, State::Cancelled);
+    assert!(source.hang_dropped.load(Ordering::SeqCst));
+    assert!(
+        !host.cancel(&first),
+        "a finished download cannot be cancelled"
+    );
+    let second = host.submit(DownloadRequest::new(URL)).unwrap();
+    assert_eq!(host.wait(&second).await.unwrap().state, State::Done);
+    assert_eq!(runner.proxies(), [Some(B.into())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_a_running_download_drops_its_run() {
+    let source = ScriptedSource::new(proxies(1));
+    let runner = ScriptedRunner::new(vec![Run::Slow(Duration::from_secs(60))]);
+    let host = host(&source, &runner, 1);
+    let id = host.submit(DownloadRequest::new(URL)).unwrap();
+    while runner.proxies().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(host.cancel(&id));
+    assert_eq!(host.wait(&id).await.unwrap().state, State::Cancelled);
+    assert_eq!(runner.dropped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_download_is_a_host_failure_and_the_queue_goes_on() {
+    let source = ScriptedSource::new(proxies(3));
+    let runner = ScriptedRunner::new(vec![Run::Panic, Run::Ok, Run::Ok]);
+    let host = host(&source, &runner, 1);
+    let a = host.submit(DownloadRequest::new(URL)).unwrap();
+    let b = host.submit(DownloadRequest::new(URL)).unwrap();
+    let sa = host.wait(&a).await.unwrap();
+    assert_eq!(sa.state, State::Failed);
+    let ra = sa.result.unwrap();
+    assert_eq!(ra.kind, Some(FailureKind::Host));
+    assert!(ra.error.unwrap().contains("scripted runner panics"));
+    assert_eq!(host.wait(&b).await.unwrap().state, State::Done);
+    // The single queue worker survived: a third download still runs.
+    let c = host.submit(DownloadRequest::new(URL)).unwrap();
+    assert_eq!(host.wait(&c).await.unwrap().state, State::Done);
+    assert_eq!(host.shutdown(Duration::ZERO).await, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_without_grace_cancels_running_and_queued_downloads() {
+    let source = ScriptedSource::new(proxies(3));
+    let slow = Run::Slow(Duration::from_secs(600));
+    let runner = ScriptedRunner::new(vec![slow.clone(), slow.clone(), slow]);
+    let host = host(&source, &runner, 1);
+    let ids: Vec<String> = (0..3)
+        .map(|_| host.submit(DownloadRequest::new(URL)).unwrap())
+        .collect();
+    while runner.proxies().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(host.shutdown(Duration::ZERO).await, 3);
+    for id in &ids {
+        assert_eq!(host.status(id).unwrap().state, State::Cancelled);
+    }
+    assert_eq!(runner.dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        host.submit(DownloadRequest::new(URL)),
+        Err(crate::SubmitError::ShuttingDown)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_with_grace_lets_a_running_download_finish() {
+    let source = ScriptedSource::new(proxies(1));
+    let runner = ScriptedRunner::new(vec![Run::Slow(Duration::from_secs(2))]);
+    let host = host(&source, &runner, 1);
+    let id = host.submit(DownloadRequest::new(URL)).unwrap();
+    while runner.proxies().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(host.shutdown(Duration::from_secs(30)).await, 0);
+    assert_eq!(host.status(&id).unwrap().state, State::Done);
+    // A grace too long for the clock is not a panic.
+    assert_eq!(host.shutdown(Duration::MAX).await, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grace_shorter_than_the_download_cancels_it_at_its_end() {
+    let source = ScriptedSource::new(proxies(1));
+    let runner = ScriptedRunner::new(vec![Run::Slow(Duration::from_secs(60))]);
+    let host = host(&source, &runner, 1);
+    let id = host.submit(DownloadRequest::new(URL)).unwrap();
+    while runner.proxies().is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let started = tokio::time::Instant::now();
+    assert_eq!(host.shutdown(Duration::from_secs(5)).await, 1);
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(host.status(&id).unwrap().state, State::Cancelled);
+}
+
+#[tokio::test]
+async fn a_full_queue_and_a_bad_url_are_refused() {
+    let source = ScriptedSource::new(vec![Answer::Hang]);
+    let runner = ScriptedRunner::new(vec![]);
+    let host = Host::new(
+        downloader(&source, &runner, 3, NoProxyPolicy::Fail),
+        Limits {
+            concurrency: 1,
+            queue: 2,
+        },
+    );
+    host.submit(DownloadRequest::new(URL)).unwrap();
+    host.submit(DownloadRequest::new(URL)).unwrap();
+    assert_eq!(
+        host.submit(DownloadRequest::new(URL)),
+        Err(crate::SubmitError::QueueFull(2))
+    );
+    assert!(matches!(
+        host.submit(DownloadRequest::new("not a url")),
+        Err(crate::SubmitError::BadUrl(_))
+    ));
+    host.shutdown(Duration::ZERO).await;
+}
+
+// ---------------------------------------------------------------------------
+// The builder: a backend that refuses its options is a config error, never
+// a reason to download without a proxy.
+
+#[tokio::test]
+async fn a_backend_that_refuses_its_options_stops_the_build_whatever_the_policy() {
+    use ytdlp_host_plugin_host::CompileCache;
+
+    let config = ytdlp_host_config::Config::from_toml(
+        "persist_health = false\non_no_proxy = \"direct\"\n[plugins.memory.options]\nstrategy = \"fastest\"\n",
+    )
+    .unwrap();
+    let builder = crate::HostBuilder::new()
+        .config(config)
+        .compile_cache(CompileCache::disabled())
+        .proxy(A);
+    match builder.downloader().await {
+        Err(crate::BuildError::Backend(BackendError::InitRefused { message, .. })) => {
+            assert!(message.contains("unknown strategy `fastest`"), "{message}")
+        }
+        Err(e) => panic!("want init refused, got: {e}"),
+        Ok(_) => panic!("a backend that refused its options was accepted"),
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_before_anything_starts() {
+    let e = crate::HostBuilder::new()
+        .proxy("http://u:s3cret@h:1/path")
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--proxy #1") && !e.contains("s3cret"), "{e}");
+    let e = crate::HostBuilder::new()
+        .backend("redis")
+        .proxy(A)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--proxy feeds the bundled `memory` backend"),
+        "{e}"
+    );
+    let e = crate::HostBuilder::new()
+        .backend_option("host.url", "x")
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reserved"), "{e}");
+}

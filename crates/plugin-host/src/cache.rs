@@ -1,0 +1,88 @@
+//! Compiled plugins kept on disk, so a plugin is compiled once, not per run.
+//!
+//! The key is a SHA-256 of the component's bytes plus wasmtime's own
+//! compatibility hash of the engine (version, settings, CPU features): a
+//! changed plugin or engine simply misses. Writes are atomic (temp file +
+//! rename, see `ytdlp_contract::atomic_file`); an entry that fails to load is recompiled and replaced.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: Option<PathBuf>,
+}
+
+/// How a component was obtained, for messages and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Compiled,
+}
+
+impl CompileCache {
+    /// A cache in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> CompileCache {
+        CompileCache {
+            dir: Some(dir.into()),
+        }
+    }
+
+    /// No cache: always compile.
+    pub fn disabled() -> CompileCache {
+        CompileCache { dir: None }
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    fn key(engine: &Engine, bytes: &[u8]) -> String {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let mut sha = Sha256::new();
+        sha.update(bytes);
+        sha.update(h.finish().to_le_bytes());
+        let digest = sha.finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The compiled component for `bytes`, from the cache or compiled now
+    /// (and stored). Compile errors are returned as they are; cache I/O
+    /// problems only cost a recompile.
+    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, CacheOutcome)> {
+        let Some(dir) = &self.dir else {
+            return Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
+        };
+        let path = dir.join(format!("{}.cwasm", Self::key(engine, bytes)));
+        if path.is_file() {
+            // SAFETY: the file is one this cache wrote from a component it
+            // compiled (the name is a hash of the source and the engine), in
+            // the user's own cache directory. wasmtime still checks its
+            // header and engine compatibility and fails cleanly otherwise.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, CacheOutcome::Hit)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "compiled plugin cache entry unusable, recompiling: {e}");
+                }
+            }
+        }
+        let component = Component::new(engine, bytes)?;
+        if let Err(e) = store(dir, &path, &component) {
+            tracing::warn!(dir = %dir.display(), "cannot write the compiled plugin cache: {e:#}");
+        }
+        Ok((component, CacheOutcome::Compiled))
+    }
+}
+
+fn store(dir: &Path, path: &Path, component: &Component) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    ytdlp_contract::atomic_file::write(path, &bytes)?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The sandbox every plugin runs in: the WASI linker with denying defaults,
+//! the per-plugin grants ([`policy`]: directories, TCP, HTTP, environment)
+//! and the per-plugin limits ([`limits`]: memory, call deadlines).
+//!
+//! Default deny: no preopened directories, no sockets, no name lookup, no
+//! outbound HTTP, no environment variables, no arguments, stdin closed.
+//! Clocks and randomness are allowed. Every WASI interface the common guest
+//! toolchains import is still linked, so plugins instantiate and get a
+//! clean "denied" error inside instead of a link failure.
+
+pub mod http;
+pub mod limits;
+pub mod log;
+pub mod policy;
+pub mod tcp;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, StoreLimits};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use ytdlp_host_config::LimitsConfig;
+
+pub use limits::{EPOCH_TICK, deadline_ticks};
+pub use log::GuestLog;
+pub use policy::Policy;
+
+use crate::bindings;
+
+/// The linker for plugins: WASI 0.2 (filesystem, sockets, clocks, random,
+/// cli, io) and wasi:http, all gated by the store's grants.
+pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link WASI into the plugin linker")?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link wasi:http into the plugin linker")?;
+    // The contract's types interface holds only types, but some toolchains
+    // import it as an instance all the same.
+    bindings::ytdlp::proxy::types::add_to_linker::<
+        PluginState,
+        wasmtime::component::HasSelf<PluginState>,
+    >(&mut linker, |s| s)
+    .map_err(anyhow::Error::from)
+    .context("cannot link ytdlp:proxy/types into the plugin linker")?;
+    Ok(linker)
+}
+
+/// The data of one plugin's Store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_hooks: http::HttpPolicy,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) stderr: GuestLog,
+}
+
+impl bindings::ytdlp::proxy::types::Host for PluginState {}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+impl PluginState {
+    /// A fresh state granting exactly `policy`, limited by `limits`.
+    pub fn new(plugin: &str, policy: &Policy, limits: &LimitsConfig) -> Result<PluginState> {
+        let stderr = GuestLog::new(plugin);
+        let mut b = WasiCtxBuilder::new();
+        b.stderr(stderr.clone());
+        for name in &policy.env {
+            if let Ok(value) = std::env::var(name) {
+                b.env(name, value);
+            }
+        }
+        for dir in &policy.dirs {
+            let perms = if dir.rw {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            b.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot open granted directory {}", dir.host.display()))?;
+        }
+        if !policy.tcp.is_empty() {
+            b.allow_tcp(true);
+            b.allow_ip_name_lookup(policy.tcp.needs_name_lookup);
+            let tcp = Arc::new(policy.tcp.clone());
+            b.socket_addr_check(move |addr, usage| {
+                let ok = tcp.allows(addr, usage);
+                Box::pin(async move { ok })
+            });
+        } else {
+            b.allow_tcp(false);
+        }
+        b.allow_udp(false);
+        Ok(PluginState {
+            wasi: b.build(),
+            http: WasiHttpCtx::new(),
+            http_hooks: policy.http.clone(),
+            table: ResourceTable::new(),
+            limits: limits::store_limits(limits),
+            stderr,
+        })
+    }
+}
