@@ -40,6 +40,20 @@ impl ProxyUrl {
         &self.0
     }
 
+    /// A short stable id of this proxy's identity (the whole URL,
+    /// credentials included, so two credentials on one proxy are two ids),
+    /// safe to show and to use as a metrics label: `p` and 8 hex digits of
+    /// a SHA-256 of the URL.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.0.as_bytes());
+        let mut id = String::from("p");
+        for b in &digest[..4] {
+            id.push_str(&format!("{b:02x}"));
+        }
+        id
+    }
+
     pub fn has_credentials(&self) -> bool {
         url::Url::parse(&self.0)
             .map(|u| !u.username().is_empty() || u.password().is_some())
@@ -177,5 +191,10 @@ mod tests {
         assert!(!format!("{p:?}").contains("secret"));
         assert_eq!(p.expose(), "http://u:secret@h:1");
         assert!(p.has_credentials());
+        let id = p.id();
+        assert_eq!((id.len(), id.starts_with('p')), (9, true));
+        assert_eq!(id, validate("http://u:secret@h:1").unwrap().id());
+        assert_ne!(id, validate("http://u:other@h:1").unwrap().id());
+        assert!(!id.contains("secret"));
     }
 }
