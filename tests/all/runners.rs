@@ -60,9 +60,11 @@ fn spec(url: &str, proxy: Option<&str>, out: &Path) -> RunSpec {
 }
 
 fn failure(o: &RunOutcome) -> (FailureKind, String) {
-    o.failure
+    let f = o
+        .failure
         .clone()
-        .unwrap_or_else(|| panic!("expected a failure, got {o:?}"))
+        .unwrap_or_else(|| panic!("expected a failure, got {o:?}"));
+    (f.kind, f.message)
 }
 
 /// Is `pid` gone (reaped, or a zombie waiting for it)?

@@ -18,6 +18,9 @@ pub enum FailureKind {
     ProxyAuth,
     /// The site refused this proxy's address (403, 429, a bot check).
     Blocked,
+    /// The site serves this URL only in some countries, and the proxy is
+    /// outside them (contract 0.2; a 0.1 plugin hears `blocked`).
+    GeoRestricted,
     /// The content is at fault (404, unsupported URL, ...): never the proxy.
     Content,
     /// The host's own setup failed (yt-dlp missing, killed): never the proxy.
@@ -28,22 +31,24 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, in the contract's order (`kind as usize` indexes it).
-    pub const ALL: [FailureKind; 7] = [
+    pub const ALL: [FailureKind; 8] = [
         FailureKind::ProxyConnect,
         FailureKind::ProxyTimeout,
         FailureKind::ProxyAuth,
         FailureKind::Blocked,
+        FailureKind::GeoRestricted,
         FailureKind::Content,
         FailureKind::Host,
         FailureKind::Unknown,
     ];
 
     /// The contract's names, in the same order.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "proxy-connect",
         "proxy-timeout",
         "proxy-auth",
         "blocked",
+        "geo-restricted",
         "content",
         "host",
         "unknown",
@@ -63,8 +68,8 @@ impl FailureKind {
     }
 
     /// The proxy's own fault (connect, timeout, auth): counts against the
-    /// proxy. `Blocked` is a per-site matter; the others are never the
-    /// proxy's.
+    /// proxy. `Blocked` and `GeoRestricted` are per-site matters; the others
+    /// are never the proxy's.
     pub fn is_proxy_fault(self) -> bool {
         matches!(
             self,
@@ -98,23 +103,103 @@ impl FromStr for FailureKind {
     }
 }
 
+/// Where in an attempt a failure happened (the contract's `phase`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Phase {
+    /// The host's own check of the proxy before yt-dlp ran.
+    Preflight,
+    /// Connecting to the site through the proxy.
+    Connect,
+    /// A request to the site.
+    Request,
+    /// Downloading the media.
+    Transfer,
+}
+
+/// What the host knows about a failure beyond its kind (the contract's
+/// `failure-detail`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct FailureDetail {
+    /// The HTTP status that failed the attempt.
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", default)
+    )]
+    pub http_status: Option<u16>,
+    /// The site's `Retry-After`, in milliseconds.
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", default)
+    )]
+    pub retry_after_ms: Option<u64>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Option::is_none", default)
+    )]
+    pub phase: Option<Phase>,
+    /// The error came from the proxy layer (the proxy's own answer, a
+    /// tunnel or SOCKS error), not from the site.
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "std::ops::Not::not", default)
+    )]
+    pub from_proxy: bool,
+    /// For `geo-restricted`: the countries the site allows (ISO 3166-1
+    /// alpha-2, upper case), when it says.
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "Vec::is_empty", default)
+    )]
+    pub countries: Vec<String>,
+}
+
+/// A failed attempt, as the host classified it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// A short excerpt of yt-dlp's error, cleaned.
+    pub message: String,
+    pub detail: FailureDetail,
+}
+
+impl Failure {
+    /// A failure with no detail.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            detail: FailureDetail::default(),
+        }
+    }
+}
+
 /// `From` conversions both ways between [`FailureKind`] and a generated
 /// binding of the contract's `failure-kind` (wasmtime's on the host side,
 /// wit-bindgen's in the SDK), so the list of kinds is written here only.
+/// `v0_1:` makes the conversions for a 0.1 binding, which has no
+/// `geo-restricted`: the host tells a 0.1 plugin `blocked` instead (a site
+/// refusing that proxy's address, which is what 0.1 plugins count).
 ///
 /// ```ignore
 /// ytdlp_contract::failure_kind_conversions!(bindings::ytdlp::proxy::types::FailureKind);
+/// ytdlp_contract::failure_kind_conversions!(v0_1: v01::ytdlp::proxy::types::FailureKind);
 /// ```
 #[macro_export]
 macro_rules! failure_kind_conversions {
-    ($($wit:ident)::+) => {
+    (v0_1: $($wit:ident)::+) => {
         impl ::core::convert::From<$crate::FailureKind> for $($wit)::+ {
             fn from(k: $crate::FailureKind) -> Self {
                 match k {
                     $crate::FailureKind::ProxyConnect => $($wit)::+::ProxyConnect,
                     $crate::FailureKind::ProxyTimeout => $($wit)::+::ProxyTimeout,
                     $crate::FailureKind::ProxyAuth => $($wit)::+::ProxyAuth,
-                    $crate::FailureKind::Blocked => $($wit)::+::Blocked,
+                    $crate::FailureKind::Blocked | $crate::FailureKind::GeoRestricted => {
+                        $($wit)::+::Blocked
+                    }
                     $crate::FailureKind::Content => $($wit)::+::Content,
                     $crate::FailureKind::Host => $($wit)::+::Host,
                     $crate::FailureKind::Unknown => $($wit)::+::Unknown,
@@ -128,6 +213,36 @@ macro_rules! failure_kind_conversions {
                     $($wit)::+::ProxyTimeout => $crate::FailureKind::ProxyTimeout,
                     $($wit)::+::ProxyAuth => $crate::FailureKind::ProxyAuth,
                     $($wit)::+::Blocked => $crate::FailureKind::Blocked,
+                    $($wit)::+::Content => $crate::FailureKind::Content,
+                    $($wit)::+::Host => $crate::FailureKind::Host,
+                    $($wit)::+::Unknown => $crate::FailureKind::Unknown,
+                }
+            }
+        }
+    };
+    ($($wit:ident)::+) => {
+        impl ::core::convert::From<$crate::FailureKind> for $($wit)::+ {
+            fn from(k: $crate::FailureKind) -> Self {
+                match k {
+                    $crate::FailureKind::ProxyConnect => $($wit)::+::ProxyConnect,
+                    $crate::FailureKind::ProxyTimeout => $($wit)::+::ProxyTimeout,
+                    $crate::FailureKind::ProxyAuth => $($wit)::+::ProxyAuth,
+                    $crate::FailureKind::Blocked => $($wit)::+::Blocked,
+                    $crate::FailureKind::GeoRestricted => $($wit)::+::GeoRestricted,
+                    $crate::FailureKind::Content => $($wit)::+::Content,
+                    $crate::FailureKind::Host => $($wit)::+::Host,
+                    $crate::FailureKind::Unknown => $($wit)::+::Unknown,
+                }
+            }
+        }
+        impl ::core::convert::From<$($wit)::+> for $crate::FailureKind {
+            fn from(k: $($wit)::+) -> Self {
+                match k {
+                    $($wit)::+::ProxyConnect => $crate::FailureKind::ProxyConnect,
+                    $($wit)::+::ProxyTimeout => $crate::FailureKind::ProxyTimeout,
+                    $($wit)::+::ProxyAuth => $crate::FailureKind::ProxyAuth,
+                    $($wit)::+::Blocked => $crate::FailureKind::Blocked,
+                    $($wit)::+::GeoRestricted => $crate::FailureKind::GeoRestricted,
                     $($wit)::+::Content => $crate::FailureKind::Content,
                     $($wit)::+::Host => $crate::FailureKind::Host,
                     $($wit)::+::Unknown => $crate::FailureKind::Unknown,
@@ -161,6 +276,7 @@ mod tests {
         assert_eq!(faults, ["proxy-connect", "proxy-timeout", "proxy-auth"]);
         assert!(FailureKind::ProxyConnect.retry_elsewhere());
         assert!(FailureKind::Blocked.retry_elsewhere());
+        assert!(FailureKind::GeoRestricted.retry_elsewhere());
         assert!(FailureKind::Unknown.retry_elsewhere());
         assert!(!FailureKind::Content.retry_elsewhere());
         assert!(!FailureKind::Host.retry_elsewhere());
@@ -174,6 +290,7 @@ mod tests {
             ProxyTimeout,
             ProxyAuth,
             Blocked,
+            GeoRestricted,
             Content,
             Host,
             Unknown,
@@ -181,12 +298,40 @@ mod tests {
     }
     crate::failure_kind_conversions!(generated::FailureKind);
 
+    mod generated_v01 {
+        // A 0.1 binding: no geo-restricted.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum FailureKind {
+            ProxyConnect,
+            ProxyTimeout,
+            ProxyAuth,
+            Blocked,
+            Content,
+            Host,
+            Unknown,
+        }
+    }
+    crate::failure_kind_conversions!(v0_1: generated_v01::FailureKind);
+
     #[test]
     fn conversions_keep_every_kind() {
         for k in FailureKind::ALL {
             let g: generated::FailureKind = k.into();
             assert_eq!(format!("{g:?}"), format!("{k:?}"));
             assert_eq!(FailureKind::from(g), k);
+        }
+    }
+
+    #[test]
+    fn a_01_plugin_hears_geo_restricted_as_blocked() {
+        for k in FailureKind::ALL {
+            let g: generated_v01::FailureKind = k.into();
+            if k == FailureKind::GeoRestricted {
+                assert_eq!(g, generated_v01::FailureKind::Blocked);
+            } else {
+                assert_eq!(format!("{g:?}"), format!("{k:?}"));
+                assert_eq!(FailureKind::from(g), k);
+            }
         }
     }
 }

@@ -1,7 +1,11 @@
 //! The model of the ytdlp-host plugin contract (`wit/`), written once and
 //! shared by the host and by the plugins (through `plugins/sdk`):
 //!
-//! - [`FailureKind`]: why an attempt failed, with the contract's names;
+//! - [`FailureKind`]: why an attempt failed, with the contract's names, and
+//!   [`Failure`] with its [`FailureDetail`];
+//! - [`Request`], [`Site`], [`Wanted`], [`ProxyMeta`]: what the host tells a
+//!   backend about an attempt, and what is known about a proxy;
+//! - [`proxy_list`]: proxy lists in the common formats, with metadata;
 //! - [`ProxyState`], [`ProxyStats`], [`NoProxy`]: what a backend reports;
 //! - [`options`]: key/value options, the reserved `host.` keys, parsing
 //!   helpers every plugin needs;
@@ -17,13 +21,16 @@ pub mod atomic_file;
 mod failure;
 pub mod limits;
 pub mod options;
+pub mod proxy_list;
 pub mod proxy_url;
+mod request;
 mod stats;
 pub mod text;
 
-pub use failure::FailureKind;
+pub use failure::{Failure, FailureDetail, FailureKind, Phase};
 pub use options::Options;
 pub use proxy_url::ProxyUrl;
+pub use request::{ProxyMeta, Request, Site, Wanted, parse_region, parse_tag, region_matches};
 pub use stats::{NoProxy, ProxyState, ProxyStats};
 
 /// Now, in milliseconds since the Unix epoch (the contract's clock for

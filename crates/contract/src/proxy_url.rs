@@ -92,6 +92,75 @@ impl ProxyUrl {
     }
 }
 
+impl ProxyUrl {
+    /// A proxy URL from its parts (the 0.2 contract's `proxy` record):
+    /// credentials percent-encoded once, here, and the result validated
+    /// like any other. An IPv6 host is given without brackets.
+    pub fn from_parts(
+        scheme: &str,
+        host: &str,
+        port: u16,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<ProxyUrl, InvalidProxyUrl> {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        // Everything but RFC 3986's unreserved characters.
+        const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        if host.is_empty() {
+            return Err(InvalidProxyUrl::NoHost);
+        }
+        if host
+            .chars()
+            .any(|c| "/?#@[]".contains(c) || c.is_whitespace())
+            && !host.contains(':')
+        {
+            return Err(InvalidProxyUrl::Parse(
+                "the host has characters a host name cannot have".into(),
+            ));
+        }
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let userinfo = match credentials {
+            None => String::new(),
+            Some((u, "")) => format!("{}@", utf8_percent_encode(u, USERINFO)),
+            Some((u, p)) => format!(
+                "{}:{}@",
+                utf8_percent_encode(u, USERINFO),
+                utf8_percent_encode(p, USERINFO)
+            ),
+        };
+        validate(&format!("{scheme}://{userinfo}{host}:{port}"))
+    }
+
+    /// The scheme: `http`, `socks5h`, ...
+    pub fn scheme(&self) -> &str {
+        self.raw.split_once("://").map_or("", |(s, _)| s)
+    }
+
+    /// `host:port` as shown (IPv6 in brackets).
+    pub fn host_port(&self) -> &str {
+        self.shown
+            .split_once("://")
+            .map_or("", |(_, r)| r.rsplit('@').next().unwrap_or(r))
+    }
+
+    /// The host (IPv6 without brackets) and the port.
+    pub fn host_and_port(&self) -> (String, u16) {
+        let hp = self.host_port();
+        let (h, p) = hp.rsplit_once(':').unwrap_or((hp, "0"));
+        (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().unwrap_or(0),
+        )
+    }
+}
+
 impl fmt::Display for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.shown)

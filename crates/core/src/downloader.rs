@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use ytdlp_contract::FailureKind;
 use ytdlp_contract::options::{HOST_ATTEMPT, HOST_DOWNLOAD_ID, HOST_SITE, HOST_URL};
+use ytdlp_contract::{Failure, FailureDetail, FailureKind, Phase};
 use ytdlp_host_config::{NoProxyPolicy, Options, merge_options};
 use ytdlp_host_plugin_host::{FailureReport, ProxyChoice};
 use ytdlp_host_ytdlp::{Progress, RunOutcome, RunSpec, Runner};
@@ -278,7 +278,15 @@ impl Downloader {
                     exit_code: None,
                     duration: check_started.elapsed(),
                     file: None,
-                    failure: Some((kind, message)),
+                    failure: Some(Failure {
+                        kind,
+                        message,
+                        detail: FailureDetail {
+                            phase: Some(Phase::Preflight),
+                            from_proxy: true,
+                            ..FailureDetail::default()
+                        },
+                    }),
                 },
                 None => {
                     self.run_once(req, proxy.as_ref(), &mut |p| {
@@ -289,7 +297,7 @@ impl Downloader {
             };
             let (kind, message) = match &outcome.failure {
                 None => (None, None),
-                Some((k, m)) => (Some(*k), Some(m.clone())),
+                Some(f) => (Some(f.kind), Some(f.message.clone())),
             };
             result.attempts.push(Attempt {
                 proxy: proxy.as_ref().map(|p| p.url.to_string()),
@@ -302,10 +310,10 @@ impl Downloader {
             if let (Some(backend), Some(choice)) = (&backend, &proxy) {
                 let delivered = match &outcome.failure {
                     None => backend.report_success(&choice.url, &call_options).await,
-                    Some((kind, message)) => {
+                    Some(f) => {
                         let report = FailureReport {
-                            kind: *kind,
-                            message: message.clone(),
+                            kind: f.kind,
+                            message: f.message.clone(),
                         };
                         backend
                             .report_failure(&choice.url, &report, &call_options)
@@ -324,7 +332,7 @@ impl Downloader {
                     result.kind = None;
                     return result;
                 }
-                Some((kind, message)) => {
+                Some(Failure { kind, message, .. }) => {
                     result.kind = Some(kind);
                     result.error = Some(message.clone());
                     // A direct run is the policy's last resort; content and

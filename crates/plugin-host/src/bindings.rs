@@ -8,7 +8,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-ytdlp_contract::failure_kind_conversions!(ytdlp::proxy::types::FailureKind);
+ytdlp_contract::failure_kind_conversions!(v0_1: ytdlp::proxy::types::FailureKind);
 ytdlp_contract::stats_conversions!(
     state: ytdlp::proxy::types::ProxyState,
     stats: ytdlp::proxy::types::ProxyStats

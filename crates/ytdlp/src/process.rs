@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use ytdlp_contract::{FailureKind, ProxyUrl};
+use ytdlp_contract::{Failure, FailureKind, ProxyUrl};
 
 use crate::args::{self, ProxyVia};
 use crate::classify::{self, failure_message};
@@ -195,7 +195,7 @@ pub async fn run(spec: &RunSpec, on_progress: &mut (dyn FnMut(Progress) + Send))
                 None => "yt-dlp was killed by a signal".to_string(),
             };
         }
-        Some((kind, message))
+        Some(Failure::new(kind, message))
     };
     RunOutcome {
         exit_code,

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use ytdlp_contract::{FailureKind, ProxyUrl};
+use ytdlp_contract::{Failure, FailureKind, ProxyUrl};
 
 /// A future that can be stored behind a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -55,7 +55,7 @@ pub struct RunOutcome {
     pub duration: Duration,
     pub file: Option<PathBuf>,
     /// `None` on success.
-    pub failure: Option<(FailureKind, String)>,
+    pub failure: Option<Failure>,
 }
 
 impl RunOutcome {
@@ -69,7 +69,7 @@ impl RunOutcome {
             exit_code: None,
             duration,
             file: None,
-            failure: Some((kind, message)),
+            failure: Some(Failure::new(kind, message)),
         }
     }
 }

@@ -121,8 +121,8 @@ pub struct Entry {
     pub weight: u32,
     #[serde(default)]
     pub successes: u32,
-    #[serde(default)]
-    pub failures: [u32; 7],
+    #[serde(default, with = "by_kind")]
+    pub failures: [u32; Kind::ALL.len()],
     #[serde(default)]
     pub consecutive: u16,
     #[serde(default)]
@@ -144,13 +144,78 @@ fn one() -> u32 {
     1
 }
 
+/// Failure counts stored by kind name (`{"blocked": 2}`), so a kind added
+/// to the contract never shifts the others; the list of 0.1's seven
+/// counts, in 0.1's order, is still read.
+mod by_kind {
+    use super::Kind;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    const V01_ORDER: [Kind; 7] = [
+        Kind::ProxyConnect,
+        Kind::ProxyTimeout,
+        Kind::ProxyAuth,
+        Kind::Blocked,
+        Kind::Content,
+        Kind::Host,
+        Kind::Unknown,
+    ];
+
+    pub fn serialize<S: Serializer>(
+        counts: &[u32; Kind::ALL.len()],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let map: BTreeMap<&str, u32> = Kind::ALL
+            .iter()
+            .filter(|k| counts[**k as usize] > 0)
+            .map(|k| (k.name(), counts[*k as usize]))
+            .collect();
+        map.serialize(s)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        ByName(BTreeMap<String, u32>),
+        V01(Vec<u32>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<[u32; Kind::ALL.len()], D::Error> {
+        let mut counts = [0; Kind::ALL.len()];
+        match Stored::deserialize(d)? {
+            Stored::ByName(map) => {
+                // A kind this build does not know is dropped, not an error.
+                for (name, n) in map {
+                    if let Some(k) = Kind::from_name(&name) {
+                        counts[k as usize] = n;
+                    }
+                }
+            }
+            Stored::V01(list) => {
+                for (k, n) in V01_ORDER.iter().zip(list) {
+                    counts[*k as usize] = n;
+                }
+            }
+        }
+        Ok(counts)
+    }
+}
+
 impl Entry {
+    #[cfg(test)]
+    pub(crate) fn new_for_test(url: &str) -> Entry {
+        Entry::new(url, 1, false)
+    }
+
     fn new(url: &str, weight: u32, added: bool) -> Entry {
         Entry {
             url: url.into(),
             weight,
             successes: 0,
-            failures: [0; 7],
+            failures: [0; Kind::ALL.len()],
             consecutive: 0,
             backoff_level: 0,
             health: Health::Active,

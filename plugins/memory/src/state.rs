@@ -295,6 +295,30 @@ mod tests {
     }
 
     #[test]
+    fn failure_counts_are_stored_by_name_and_the_01_list_is_still_read() {
+        let mut e = Entry::new_for_test("http://a:1");
+        e.failures[Kind::GeoRestricted as usize] = 2;
+        e.failures[Kind::Content as usize] = 5;
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(
+            json.contains(r#""failures":{"content":5,"geo-restricted":2}"#),
+            "{json}"
+        );
+        let back: Entry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.failures, e.failures);
+        // 0.1's seven counts: connect, timeout, auth, blocked, content, host, unknown.
+        let old: Entry = serde_json::from_str(
+            r#"{"url":"http://a:1","health":"Active","failures":[1,0,0,3,4,0,6]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.failures[Kind::ProxyConnect as usize], 1);
+        assert_eq!(old.failures[Kind::Blocked as usize], 3);
+        assert_eq!(old.failures[Kind::Content as usize], 4);
+        assert_eq!(old.failures[Kind::Unknown as usize], 6);
+        assert_eq!(old.failures[Kind::GeoRestricted as usize], 0);
+    }
+
+    #[test]
     fn health_survives_a_restart_through_the_journal() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = engine(&["http://a:1", "http://b:1"]);

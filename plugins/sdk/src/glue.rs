@@ -19,7 +19,7 @@ pub mod bindings {
 
 pub use bindings::__export_world;
 
-ytdlp_contract::failure_kind_conversions!(bindings::ytdlp::proxy::types::FailureKind);
+ytdlp_contract::failure_kind_conversions!(v0_1: bindings::ytdlp::proxy::types::FailureKind);
 ytdlp_contract::stats_conversions!(
     state: bindings::ytdlp::proxy::types::ProxyState,
     stats: bindings::ytdlp::proxy::types::ProxyStats

@@ -31,7 +31,7 @@ fn call_settings(options: &Options) -> Result<Settings, String> {
     })
 }
 
-ytdlp_contract::failure_kind_conversions!(ytdlp::proxy::types::FailureKind);
+ytdlp_contract::failure_kind_conversions!(v0_1: ytdlp::proxy::types::FailureKind);
 
 /// Reports cannot fail in the contract; one that the API does not take is
 /// dropped (the vendor's own accounting is the vendor's).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
 use ytdlp_contract::text::cap;
-use ytdlp_contract::{FailureKind, ProxyUrl};
+use ytdlp_contract::{Failure, FailureKind, ProxyUrl};
 use ytdlp_host_config::WorkerConfig;
 
 use super::options::job_argv;
@@ -401,7 +401,7 @@ impl WorkerPool {
             exit_code,
             duration: started.elapsed(),
             file: None,
-            failure: Some((kind, message)),
+            failure: Some(Failure::new(kind, message)),
         };
         let argv = match job_argv(spec) {
             Ok(a) => a,
@@ -616,7 +616,7 @@ fn outcome_of(done: Done, has_creds: bool, duration: Duration) -> RunOutcome {
         exit_code: Some(if done.retcode == 0 { 1 } else { done.retcode }),
         duration,
         file: None,
-        failure: Some((kind, message)),
+        failure: Some(Failure::new(kind, message)),
     }
 }
 
@@ -632,6 +632,6 @@ mod tests {
             panic!()
         };
         let o = outcome_of(d, false, Duration::ZERO);
-        assert_eq!(o.failure.unwrap().0, FailureKind::ProxyTimeout);
+        assert_eq!(o.failure.unwrap().kind, FailureKind::ProxyTimeout);
     }
 }

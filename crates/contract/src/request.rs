@@ -1,0 +1,237 @@
+//! What the host tells a backend about an attempt (the contract's
+//! `request`, `site` and `wanted`), and what a backend tells about a proxy
+//! besides where it is (`proxy-meta`): region, tags, tier.
+
+use std::fmt;
+
+/// The site a URL belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Site {
+    /// The URL's host name, lower case, no port.
+    pub host: String,
+    /// Its registrable domain (eTLD+1); for an IP address, the address.
+    pub domain: String,
+}
+
+/// What the proxy must be, for one attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Wanted {
+    /// One of these regions (see [`region_matches`]); empty: any.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub regions: Vec<String>,
+    /// All of these tags; empty: any.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub tags: Vec<String>,
+    /// This tier or a dearer one.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub min_tier: u8,
+    /// This tier or a cheaper one.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub max_tier: Option<u8>,
+}
+
+impl Wanted {
+    /// Does a proxy with `meta` satisfy this?
+    pub fn admits(&self, meta: &ProxyMeta) -> bool {
+        let region_ok = self.regions.is_empty()
+            || meta
+                .region
+                .as_deref()
+                .is_some_and(|r| self.regions.iter().any(|w| region_matches(r, w)));
+        region_ok
+            && self.tags.iter().all(|t| meta.tags.contains(t))
+            && meta.tier >= self.min_tier
+            && self.max_tier.is_none_or(|m| meta.tier <= m)
+    }
+
+    /// Nothing asked.
+    pub fn is_any(&self) -> bool {
+        self.regions.is_empty()
+            && self.tags.is_empty()
+            && self.min_tier == 0
+            && self.max_tier.is_none()
+    }
+}
+
+/// The download an attempt is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Request {
+    pub url: String,
+    pub site: Site,
+    /// 1 for the first attempt at the URL.
+    pub attempt: u32,
+    /// Shared by all attempts at one URL.
+    pub download_id: String,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub sticky_key: Option<String>,
+    /// Ids of proxies that already failed this URL.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub avoid: Vec<String>,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub want: Wanted,
+}
+
+/// What is known about a proxy besides where it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ProxyMeta {
+    /// ISO 3166-1 alpha-2, optionally `-SUB` (`DE`, `US-CA`).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub region: Option<String>,
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub tags: Vec<String>,
+    /// A cost rank; 0 is the cheapest.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub tier: u8,
+}
+
+impl ProxyMeta {
+    pub fn is_empty(&self) -> bool {
+        self.region.is_none() && self.tags.is_empty() && self.tier == 0
+    }
+}
+
+impl fmt::Display for ProxyMeta {
+    /// `region=DE;tags=a,b;tier=1`, the proxy list's suffix syntax (empty
+    /// parts left out).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.region {
+            parts.push(format!("region={r}"));
+        }
+        if !self.tags.is_empty() {
+            parts.push(format!("tags={}", self.tags.join(",")));
+        }
+        if self.tier != 0 {
+            parts.push(format!("tier={}", self.tier));
+        }
+        f.write_str(&parts.join(";"))
+    }
+}
+
+/// A region code in its canonical form: `de` -> `DE`, `us-ca` -> `US-CA`.
+/// A country is two ASCII letters; a sub-region one to three letters or
+/// digits.
+pub fn parse_region(s: &str) -> Result<String, String> {
+    let up = s.trim().to_ascii_uppercase();
+    let (country, sub) = match up.split_once('-') {
+        Some((c, s)) => (c, Some(s)),
+        None => (up.as_str(), None),
+    };
+    let country_ok = country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase());
+    let sub_ok = sub
+        .is_none_or(|s| (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if country_ok && sub_ok {
+        Ok(up)
+    } else {
+        Err(format!(
+            "`{s}` is not a region (an ISO 3166-1 country code such as `DE`, optionally with a sub-region: `US-CA`)"
+        ))
+    }
+}
+
+/// Does a proxy of region `have` satisfy a wish for `want`? The same code,
+/// or `have` inside `want` (`US-CA` satisfies `US`; `US` does not satisfy
+/// `US-CA`).
+pub fn region_matches(have: &str, want: &str) -> bool {
+    have.eq_ignore_ascii_case(want)
+        || (have.len() > want.len()
+            && have.as_bytes()[want.len()] == b'-'
+            && have[..want.len()].eq_ignore_ascii_case(want))
+}
+
+/// A tag as the contract keeps it: 1-64 bytes of `[A-Za-z0-9._-]`.
+pub fn parse_tag(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if (1..=64).contains(&t.len())
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a tag (1-64 letters, digits, `.`, `_` or `-`)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_canonical_and_sub_regions_match_their_country() {
+        assert_eq!(parse_region("de").unwrap(), "DE");
+        assert_eq!(parse_region(" us-ca ").unwrap(), "US-CA");
+        for bad in ["", "D", "DEU", "eu-west", "D1", "US-", "US-CALI"] {
+            assert!(parse_region(bad).is_err(), "{bad}");
+        }
+        assert!(region_matches("US-CA", "US"));
+        assert!(region_matches("de", "DE"));
+        assert!(!region_matches("US", "US-CA"));
+        assert!(!region_matches("USX", "US"));
+        assert!(!region_matches("FR", "DE"));
+    }
+
+    #[test]
+    fn wanted_admits_by_region_tags_and_tier() {
+        let meta = ProxyMeta {
+            region: Some("DE".into()),
+            tags: vec!["residential".into(), "vendor-a".into()],
+            tier: 1,
+        };
+        assert!(Wanted::default().admits(&meta));
+        let w = |regions: &[&str], tags: &[&str], min: u8, max: Option<u8>| Wanted {
+            regions: regions.iter().map(|s| s.to_string()).collect(),
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            min_tier: min,
+            max_tier: max,
+        };
+        assert!(w(&["FR", "DE"], &[], 0, None).admits(&meta));
+        assert!(!w(&["FR"], &[], 0, None).admits(&meta));
+        assert!(w(&[], &["residential"], 0, None).admits(&meta));
+        assert!(!w(&[], &["residential", "mobile"], 0, None).admits(&meta));
+        assert!(w(&[], &[], 1, Some(1)).admits(&meta));
+        assert!(!w(&[], &[], 2, None).admits(&meta));
+        assert!(!w(&[], &[], 0, Some(0)).admits(&meta));
+        // No region known: only a wish for none admits it.
+        assert!(!w(&["DE"], &[], 0, None).admits(&ProxyMeta::default()));
+    }
+
+    #[test]
+    fn meta_prints_in_the_suffix_syntax() {
+        let meta = ProxyMeta {
+            region: Some("DE".into()),
+            tags: vec!["a".into(), "b".into()],
+            tier: 2,
+        };
+        assert_eq!(meta.to_string(), "region=DE;tags=a,b;tier=2");
+        assert_eq!(ProxyMeta::default().to_string(), "");
+        assert!(parse_tag("res.1_x-y").is_ok());
+        assert!(parse_tag("a b").is_err() && parse_tag("").is_err());
+    }
+}
