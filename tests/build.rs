@@ -32,8 +32,8 @@ fn crates_in(dir: &Path) -> Vec<(String, String)> {
 fn wat_components(workspace: &Path, dir: &Path, out: &Path) -> Vec<(String, PathBuf)> {
     let abi = std::fs::read_to_string(dir.join("abi.wat.inc")).expect("abi.wat.inc");
     let mut resolve = wit_parser::Resolve::default();
-    let (pkg, _) = resolve
-        .push_dir(workspace.join("wit"))
+    let pkg = resolve
+        .push_file(workspace.join("wit/proxy-0.1.wit"))
         .expect("the contract's WIT");
     let world = resolve
         .select_world(&[pkg], Some("proxy-backend"))

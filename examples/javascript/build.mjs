@@ -19,7 +19,7 @@ _setPreopens({ '/': '/' });
 const started = Date.now();
 const { component } = await componentize({
   sourcePath: resolve(here, 'backend.js'),
-  witPath: resolve(here, '../../wit'),
+  witPath: resolve(here, '../../wit/proxy-0.1.wit'),
   worldName: 'proxy-backend-full',
   // No fetch() or console: the plugin needs neither. Clocks and random stay
   // (Date.now()).

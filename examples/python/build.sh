@@ -15,7 +15,7 @@ fi
 # give it one that holds only the module.
 rm -rf "$here/build" && mkdir -p "$here/build/src" && cp "$here/app.py" "$here/build/src/"
 # The world with stats: backend + stats. The WIT is the repository's.
-"$here/.venv/bin/componentize-py" -d "$here/../../wit" -w proxy-backend-with-stats \
+"$here/.venv/bin/componentize-py" -d "$here/../../wit/proxy-0.1.wit" -w proxy-backend-with-stats \
   componentize -p "$here/build/src" app -o "$out" >/dev/null
 ms=$(( ($(date +%s%N) - started) / 1000000 ))
 printf '%s: %s bytes, built in %d.%03d s\n' "$out" "$(stat -c %s "$out")" $((ms / 1000)) $((ms % 1000))

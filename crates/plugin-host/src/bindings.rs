@@ -3,7 +3,7 @@
 //! written once.
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "../../wit/proxy-0.1.wit",
     world: "proxy-backend-full",
     exports: { default: async },
 });

@@ -9,7 +9,7 @@ use crate::{Backend, Failure, GetProxyError};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/proxy-0.1.wit",
         world: "proxy-backend-full",
         pub_export_macro: true,
         export_macro_name: "__export_world",

@@ -7,7 +7,7 @@ use crate::api::{self, Settings};
 use crate::http;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/proxy-0.1.wit",
     world: "proxy-backend",
 });
 

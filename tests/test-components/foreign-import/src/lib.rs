@@ -11,7 +11,7 @@ wit_bindgen::generate!({
             export ytdlp:proxy/backend@0.1.0;
         }
     ",
-    path: "../../../wit",
+    path: "../../../wit/proxy-0.1.wit",
     world: "fixture:foreign/foreign@0.1.0",
     generate_all,
 });

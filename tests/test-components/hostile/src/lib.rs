@@ -31,7 +31,7 @@ use std::cell::RefCell;
 use std::hint::black_box;
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/proxy-0.1.wit",
     world: "proxy-backend-full",
 });
 

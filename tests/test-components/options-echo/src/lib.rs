@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/proxy-0.1.wit",
     world: "proxy-backend",
 });
 
