@@ -24,6 +24,12 @@ pub enum ProxyState {
 pub struct ProxyStats {
     /// The proxy URL (the host masks any password before showing it).
     pub url: String,
+    /// Its region, tags and tier (contract 0.2; empty from 0.1 plugins).
+    #[cfg_attr(
+        feature = "serde",
+        serde(skip_serializing_if = "crate::ProxyMeta::is_empty")
+    )]
+    pub meta: crate::ProxyMeta,
     pub successes: u64,
     /// All failures reported against this proxy, of any kind.
     pub failures: u64,
@@ -87,6 +93,7 @@ macro_rules! stats_conversions {
             fn from(s: $($ps)::+) -> Self {
                 $crate::ProxyStats {
                     url: s.url,
+                    meta: $crate::ProxyMeta::default(),
                     successes: s.successes,
                     failures: s.failures,
                     consecutive_failures: s.consecutive_failures,

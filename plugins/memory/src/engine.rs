@@ -1026,6 +1026,7 @@ impl Engine {
                 }
                 Stat {
                     url: e.url.to_string(),
+                    meta: Default::default(),
                     successes: u64::from(e.successes),
                     failures: e.failures.iter().map(|&f| u64::from(f)).sum(),
                     consecutive_failures: u32::from(e.consecutive),

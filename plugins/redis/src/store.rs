@@ -549,6 +549,7 @@ fn stat_of(s: &Settings, url: String, fields: &[(String, String)], now: i64) -> 
     let last_used = get("last_used");
     Stat {
         url,
+        meta: Default::default(),
         successes: get("successes"),
         failures: get("failures"),
         consecutive_failures: u32::try_from(consecutive).unwrap_or(u32::MAX),
