@@ -5,6 +5,7 @@
 //!   [`Failure`] with its [`FailureDetail`];
 //! - [`Request`], [`Site`], [`Wanted`], [`ProxyMeta`]: what the host tells a
 //!   backend about an attempt, and what is known about a proxy;
+//! - [`PluginError`]: a plugin's typed refusal; [`Success`];
 //! - [`proxy_list`]: proxy lists in the common formats, with metadata;
 //! - [`ProxyState`], [`ProxyStats`], [`NoProxy`]: what a backend reports;
 //! - [`options`]: key/value options, the reserved `host.` keys, parsing
@@ -21,6 +22,7 @@ pub mod atomic_file;
 mod failure;
 pub mod limits;
 pub mod options;
+mod plugin_error;
 pub mod proxy_list;
 pub mod proxy_url;
 mod request;
@@ -29,6 +31,7 @@ pub mod text;
 
 pub use failure::{Failure, FailureDetail, FailureKind, Phase};
 pub use options::Options;
+pub use plugin_error::{PluginError, Success};
 pub use proxy_url::ProxyUrl;
 pub use request::{ProxyMeta, Request, Site, Wanted, parse_region, parse_tag, region_matches};
 pub use stats::{NoProxy, ProxyState, ProxyStats};

@@ -73,6 +73,23 @@ impl ProxyUrl {
         id
     }
 
+    /// A short stable id of where the proxy is and who logs in, without the
+    /// password: `p` and 8 hex digits of a SHA-256 of
+    /// `scheme://user@host:port`. Rotating a password keeps it; two user
+    /// names on one proxy are two ids. What 0.2 plugins built on the SDK use
+    /// as the contract's proxy `id`.
+    pub fn identity_id(&self) -> String {
+        use sha2::Digest;
+        let user = self.credentials().map(|(u, _)| u).unwrap_or_default();
+        let identity = format!("{}://{}@{}", self.scheme(), user, self.host_port());
+        let digest = sha2::Sha256::digest(identity.as_bytes());
+        let mut id = String::from("p");
+        for b in &digest[..4] {
+            id.push_str(&format!("{b:02x}"));
+        }
+        id
+    }
+
     pub fn has_credentials(&self) -> bool {
         self.credentials().is_some()
     }
@@ -273,6 +290,26 @@ pub fn mask(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_identity_id_ignores_the_password_only() {
+        let a = validate("http://u:one@h:1").unwrap();
+        let b = validate("http://u:two@h:1").unwrap();
+        let c = validate("http://v:one@h:1").unwrap();
+        let d = validate("socks5://u:one@h:1").unwrap();
+        assert_eq!(a.identity_id(), b.identity_id());
+        assert_ne!(a.identity_id(), c.identity_id());
+        assert_ne!(a.identity_id(), d.identity_id());
+        assert_ne!(a.id(), b.id());
+        let p = ProxyUrl::from_parts("http", "::1", 8080, Some(("u s", "p@ss:w"))).unwrap();
+        assert_eq!(p.expose(), "http://u%20s:p%40ss%3Aw@[::1]:8080");
+        assert_eq!(p.host_and_port(), ("::1".to_string(), 8080));
+        assert_eq!(p.scheme(), "http");
+        assert_eq!(
+            p.credentials(),
+            Some(("u s".to_string(), Some("p@ss:w".to_string())))
+        );
+    }
 
     #[test]
     fn accepts_every_yt_dlp_scheme() {
