@@ -24,6 +24,9 @@ pub struct Wanted {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub regions: Vec<String>,
+    /// None of these regions.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Vec::is_empty"))]
+    pub avoid_regions: Vec<String>,
     /// All of these tags; empty: any.
     #[cfg_attr(
         feature = "serde",
@@ -49,7 +52,12 @@ impl Wanted {
                 .region
                 .as_deref()
                 .is_some_and(|r| self.regions.iter().any(|w| region_matches(r, w)));
+        let avoided = meta
+            .region
+            .as_deref()
+            .is_some_and(|r| self.avoid_regions.iter().any(|w| region_matches(r, w)));
         region_ok
+            && !avoided
             && self.tags.iter().all(|t| meta.tags.contains(t))
             && meta.tier >= self.min_tier
             && self.max_tier.is_none_or(|m| meta.tier <= m)
@@ -58,6 +66,7 @@ impl Wanted {
     /// Nothing asked.
     pub fn is_any(&self) -> bool {
         self.regions.is_empty()
+            && self.avoid_regions.is_empty()
             && self.tags.is_empty()
             && self.min_tier == 0
             && self.max_tier.is_none()
@@ -207,6 +216,7 @@ mod tests {
         assert!(Wanted::default().admits(&meta));
         let w = |regions: &[&str], tags: &[&str], min: u8, max: Option<u8>| Wanted {
             regions: regions.iter().map(|s| s.to_string()).collect(),
+            avoid_regions: Vec::new(),
             tags: tags.iter().map(|s| s.to_string()).collect(),
             min_tier: min,
             max_tier: max,
@@ -218,6 +228,12 @@ mod tests {
         assert!(w(&[], &[], 1, Some(1)).admits(&meta));
         assert!(!w(&[], &[], 2, None).admits(&meta));
         assert!(!w(&[], &[], 0, Some(0)).admits(&meta));
+        let away = Wanted {
+            avoid_regions: vec!["DE".into()],
+            ..Wanted::default()
+        };
+        assert!(!away.admits(&meta));
+        assert!(away.admits(&ProxyMeta::default()));
         // No region known: only a wish for none admits it.
         assert!(!w(&["DE"], &[], 0, None).admits(&ProxyMeta::default()));
     }
