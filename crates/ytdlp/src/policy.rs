@@ -184,8 +184,8 @@ const REASONS: &[(&[&str], &str)] = &[
     ),
 ];
 
-/// Values longer than this are refused (a real format or template is far
-/// shorter).
+/// Values longer than this (in characters) are refused (a real format or
+/// template is far shorter).
 pub const MAX_VALUE_LEN: usize = 1024;
 
 /// `-o`/`-P` type keys (yt-dlp's `OUTTMPL_TYPES`, and `home`/`temp` for
