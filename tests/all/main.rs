@@ -20,4 +20,7 @@ mod plugins;
 mod redis;
 mod runners;
 mod service;
+mod service_attacks;
+mod service_schemathesis;
+mod service_state;
 mod vendor_api;
