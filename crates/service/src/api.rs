@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::{RefOr, schema::ArrayBuilder};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use ytdlp_contract::{FailureKind, ProxyState, ProxyStats};
@@ -408,9 +408,4 @@ impl StatsRow {
             extra: row.extra.into_iter().collect(),
         }
     }
-}
-
-/// The stats answer: the rows (a schema of its own so it is one `$ref`).
-pub fn stats_schema() -> RefOr<Schema> {
-    ArrayBuilder::new().items(StatsRow::schema()).into()
 }

@@ -99,11 +99,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     }
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Response> {
-    q.map(|Query(q)| q)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, e.body_text()))
-}
-
 /// Queue a download.
 #[utoipa::path(
     post, path = "/downloads", tag = "downloads",
@@ -224,9 +219,10 @@ async fn create(State(ctx): State<Ctx>, ApiJson(req): ApiJson<NewDownload>) -> R
     )
 )]
 async fn list(State(ctx): State<Ctx>, q: Result<Query<ListParams>, QueryRejection>) -> Response {
-    let q = match query(q) {
-        Ok(q) => q,
-        Err(r) => return r,
+    // Query's own rejection is text/plain: answer it as JSON.
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return err(StatusCode::BAD_REQUEST, e.body_text()),
     };
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
