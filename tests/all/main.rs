@@ -24,3 +24,4 @@ mod service_attacks;
 mod service_schemathesis;
 mod service_state;
 mod vendor_api;
+mod yt_dlp_options;

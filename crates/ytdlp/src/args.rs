@@ -55,7 +55,7 @@ pub const HOST_OWNED: &[&str] = &[
 /// yt-dlp's own options that are proper prefixes of a host-owned name: an
 /// exact name wins over an abbreviation in yt-dlp's parser, so these are
 /// not abbreviations of the host's.
-const EXACT_PREFIXES: &[&str] = &["--progress"];
+pub const EXACT_PREFIXES: &[&str] = &["--progress"];
 
 /// yt-dlp's short options that take a value (2026.10.26; a test checks
 /// them against the installed yt-dlp): their value is never an option.

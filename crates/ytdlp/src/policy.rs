@@ -87,7 +87,7 @@ pub const ALLOWED: &[(&[&str], Takes)] = &[
     // What is asked of the site
     (&["--referer"], Takes::Value),
     (&["--user-agent"], Takes::Value),
-    (&["--add-header"], Takes::Value),
+    (&["--add-headers", "--add-header"], Takes::Value),
     (&["--use-extractors", "--ies"], Takes::Value),
     // Subtitles and metadata files (written beside the media)
     (&["--write-subs", "--write-srt"], Takes::Nothing),
