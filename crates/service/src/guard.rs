@@ -37,14 +37,15 @@ impl Guard {
             return Some("no Host header".to_string());
         };
         let host = host.to_ascii_lowercase();
-        let (name, has_port) = split_host(&host);
+        let name = split_host(&host);
+        // An entry without a port matches the name on any port.
         let ok = name.starts_with('[') // an IPv6 literal
             || name.parse::<Ipv4Addr>().is_ok()
             || name == "localhost"
             || self
                 .allowed_hosts
                 .iter()
-                .any(|a| *a == host || (!a.contains(':') && has_port && a == name) || *a == name);
+                .any(|a| *a == host || (!a.contains(':') && a == name));
         (!ok).then(|| {
             format!(
                 "Host `{host}` is not this service's name; add it to [serve] allowed_hosts if clients use it"
@@ -74,18 +75,12 @@ impl Guard {
     }
 }
 
-/// `name` and whether a port follows (`[v6]:port` too).
-fn split_host(host: &str) -> (&str, bool) {
+/// The name part of a Host value (`[v6]:port` too).
+fn split_host(host: &str) -> &str {
     if host.starts_with('[') {
-        return match host.find(']') {
-            Some(end) => (&host[..=end], host.len() > end + 1),
-            None => (host, false),
-        };
+        return host.find(']').map_or(host, |end| &host[..=end]);
     }
-    match host.rsplit_once(':') {
-        Some((n, _)) => (n, true),
-        None => (host, false),
-    }
+    host.rsplit_once(':').map_or(host, |(n, _)| n)
 }
 
 #[cfg(test)]

@@ -254,13 +254,19 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// SIGINT or SIGTERM, whichever comes first; its name.
-pub(crate) async fn shutdown_signal() -> &'static str {
+/// SIGINT or SIGTERM, whichever comes first; its name. The handlers are
+/// installed when this is called, not when the future is first polled: a
+/// signal right after `serve` says it listens is then a graceful stop, not
+/// the default action (death).
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = &'static str> + Send {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }
 
