@@ -332,6 +332,68 @@ fn service_refuses_what_a_web_page_can_send() {
 
 #[test]
 #[ignore = "needs yt-dlp (bash .ci/run installs it)"]
+fn service_answers_cors_only_for_configured_origins() {
+    let env = Env::new();
+    let svc = Service::start_with(
+        &env,
+        "",
+        &format!("{}cors_origins = [\"https://app.example\"]\n", tokens(&env)),
+        &[],
+        Some(WRITE),
+    );
+    let preflight = |origin: &str| {
+        svc.call(
+            "OPTIONS",
+            "/downloads",
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "authorization,content-type",
+                ),
+                ("authorization", ""),
+            ],
+            None,
+        )
+    };
+    let a = preflight("https://app.example");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(
+        a.header("access-control-allow-headers")
+            .unwrap()
+            .contains("authorization")
+    );
+    let a = svc.call(
+        "GET",
+        "/downloads",
+        &[("origin", "https://app.example")],
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    // Another origin: no preflight answer, no request.
+    let a = preflight("https://evil.example");
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.header("access-control-allow-origin"), None);
+    let a = svc.call(
+        "GET",
+        "/downloads",
+        &[("origin", "https://evil.example")],
+        None,
+    );
+    assert_eq!(a.status, 403);
+}
+
+#[test]
+#[ignore = "needs yt-dlp (bash .ci/run installs it)"]
 fn service_refuses_a_host_header_naming_another_site() {
     let env = Env::new();
     let svc = Service::start_with(
