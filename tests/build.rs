@@ -26,6 +26,49 @@ fn crates_in(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// Each `NAME.wat` in `dir` (with `;;ABI` replaced by `abi.wat.inc`)
+/// assembled, given the contract's `proxy-backend` world and encoded as a
+/// component, as `OUT/NAME.wasm`.
+fn wat_components(workspace: &Path, dir: &Path, out: &Path) -> Vec<(String, PathBuf)> {
+    let abi = std::fs::read_to_string(dir.join("abi.wat.inc")).expect("abi.wat.inc");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(workspace.join("wit"))
+        .expect("the contract's WIT");
+    let world = resolve
+        .select_world(&[pkg], Some("proxy-backend"))
+        .expect("world proxy-backend");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wat"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p).unwrap().replace(";;ABI", &abi);
+            let mut module =
+                wat::parse_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            wit_component::embed_component_metadata(
+                &mut module,
+                &resolve,
+                world,
+                wit_component::StringEncoding::UTF8,
+            )
+            .unwrap();
+            let component = wit_component::ComponentEncoder::default()
+                .module(&module)
+                .and_then(|e| e.validate(true).encode())
+                .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            let path = out.join(format!("{name}.wasm"));
+            std::fs::write(&path, component).unwrap();
+            (name, path)
+        })
+        .collect()
+}
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest.parent().unwrap().to_path_buf();
@@ -59,6 +102,18 @@ fn main() {
         }
         src.push_str("}\n");
     }
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("guests.rs");
-    std::fs::write(out, src).unwrap();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    // Hostile fixtures in core wasm text (tests/test-components-wat/).
+    let wat_dir = manifest.join("test-components-wat");
+    println!("cargo:rerun-if-changed={}", wat_dir.display());
+    src.push_str("pub mod wat_fixtures {\n");
+    for (name, path) in wat_components(&workspace, &wat_dir, &out_dir) {
+        src.push_str(&format!(
+            "    /// `{name}.wat`, as a component.\n    pub const {}: &str = {:?};\n",
+            name.to_uppercase().replace('-', "_"),
+            path.display().to_string()
+        ));
+    }
+    src.push_str("}\n");
+    std::fs::write(out_dir.join("guests.rs"), src).unwrap();
 }

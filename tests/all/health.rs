@@ -212,7 +212,7 @@ fn proxies_added_at_run_time_keep_their_place_and_health() {
     // A new process, same config: the added proxy and its failures are there.
     let rows = stats(&env, &base);
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!(row(&rows, "socks5://u:***@127.0.0.1:1080")["failures"], 2);
+    assert_eq!(row(&rows, "socks5://***@127.0.0.1:1080")["failures"], 2);
     let mut args = base.to_vec();
     args.extend(["proxies", "remove", "socks5://u:pw@127.0.0.1:1080"]);
     assert!(env.run(&args).ok());

@@ -333,7 +333,15 @@ fn downloads_follow_the_policy_when_the_plugin_misbehaves() {
             "backend = \"hostile\"\n[plugins.hostile.options]\nmode = \"{mode}\"\ntarget = \"{target}\"\n[plugins.hostile.limits]\ncall_timeout_ms = 200\n"
         ));
         let cfg = config.to_str().unwrap();
-        let direct = env.download(&["--config", cfg, &media.url("/clip.mp4")]);
+        // `direct` chosen explicitly (with a plugin of one's own the
+        // default is `fail`).
+        let direct = env.download(&[
+            "--config",
+            cfg,
+            "--on-no-proxy",
+            "direct",
+            &media.url("/clip.mp4"),
+        ]);
         assert!(direct.ok(), "{mode}: {}", direct.dump());
         let r = &direct.json_lines()[0];
         assert_eq!(attempts(r), [("direct".to_string(), None)], "{mode}: {r}");

@@ -142,7 +142,12 @@ fn stats_of_the_bundled_plugin_and_a_plugin_without_stats() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["url"], "http://127.0.0.1:3128");
-    assert_eq!(rows[1]["url"], "socks5://u:***@127.0.0.1:1080");
+    assert_eq!(rows[1]["url"], "socks5://***@127.0.0.1:1080");
+    // The id is that of the proxy with its credentials.
+    let id = ytdlp_contract::proxy_url::validate("socks5://u:pw@127.0.0.1:1080")
+        .unwrap()
+        .id();
+    assert_eq!(rows[1]["id"], id.as_str());
     assert_eq!(rows[0]["state"], "active");
     assert_eq!(rows[0]["successes"], 0);
 

@@ -347,7 +347,10 @@ impl Gate {
 
     fn release(&self, name: &str) {
         let (lock, cv) = &*self.state;
-        lock.lock().unwrap().released.push(name.to_string());
+        lock.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .released
+            .push(name.to_string());
         cv.notify_all();
     }
 }
@@ -358,7 +361,7 @@ impl Drop for Gate {
             .state
             .0
             .lock()
-            .unwrap()
+            .unwrap_or_else(|p| p.into_inner())
             .arrived
             .keys()
             .cloned()
@@ -386,7 +389,9 @@ fn redis_down_falls_under_the_policy_and_the_same_host_recovers() {
     // back (same port, empty: no persistence) during the second.
     let child = {
         let mut c = pool.env.cmd();
-        c.args(["download", "--json", "-o"])
+        // `direct` chosen explicitly: with a plugin of one's own the
+        // default is `fail`.
+        c.args(["download", "--json", "--on-no-proxy", "direct", "-o"])
             .arg(pool.env.out_dir().join("%(id)s.%(ext)s"))
             .args(["--config", pool.cfg()])
             .args([gate.url("one"), gate.url("two"), media.url("/clip.mp4")])
@@ -400,8 +405,8 @@ fn redis_down_falls_under_the_policy_and_the_same_host_recovers() {
     );
     pool.redis.stop();
     gate.release("one");
-    // With Redis down, get-proxy fails and the default policy (`direct`)
-    // downloads without a proxy.
+    // With Redis down, get-proxy fails and the policy (`direct`) downloads
+    // without a proxy.
     assert!(!gate.arrival("two"), "URL two came through a proxy");
     pool.redis = redis_on(port);
     pool.add(&[&proxy.url("http")]);
@@ -481,9 +486,12 @@ fn the_pool_can_be_seeded_with_redis_cli_and_pools_are_separate() {
     pool.redis_cli(&["RPUSH", "ytdlp:{default}:proxies", "http://127.0.0.1:3128"]);
     pool.redis_cli(&["RPUSH", "ytdlp:{eu}:proxies", "socks5://127.0.0.1:1080"]);
     let run = pool.host(&["proxies", "get"]);
+    let id = ytdlp_contract::proxy_url::validate("http://127.0.0.1:3128")
+        .unwrap()
+        .id();
     assert_eq!(
         run.stdout().trim(),
-        "http://127.0.0.1:3128 (timeout 30000 ms)"
+        format!("http://127.0.0.1:3128 [{id}] (timeout 30000 ms)")
     );
     let run = pool.host(&[
         "--backend-opt",
@@ -493,9 +501,12 @@ fn the_pool_can_be_seeded_with_redis_cli_and_pools_are_separate() {
         "proxies",
         "get",
     ]);
+    let id = ytdlp_contract::proxy_url::validate("socks5://127.0.0.1:1080")
+        .unwrap()
+        .id();
     assert_eq!(
         run.stdout().trim(),
-        "socks5://127.0.0.1:1080 (timeout 5000 ms)",
+        format!("socks5://127.0.0.1:1080 [{id}] (timeout 5000 ms)"),
         "{}",
         run.dump()
     );

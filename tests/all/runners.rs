@@ -667,7 +667,8 @@ async fn a_job_past_its_deadline_is_killed_with_both_runners() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(kind, FailureKind::Unknown, "{message}");
+    // The host's own limit: `host`, not retried through other proxies.
+    assert_eq!(kind, FailureKind::Host, "{message}");
     assert_eq!(
         (kind, message.as_str()),
         (process_kind, process_message.as_str())

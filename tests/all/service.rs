@@ -397,12 +397,12 @@ fn a_changed_plugin_is_swapped_in_and_a_broken_one_is_not() {
     let env = Env::new();
     let plugin = env.install_plugin(fixtures::OPTIONS_ECHO, "live");
     // options-echo hands out `use_proxy`; the hostile fixture, given
-    // `mode = "bad-url"`, hands out garbage, so the host downloads directly:
-    // the two are told apart by the attempts.
+    // `mode = "bad-url"`, hands out garbage, so the host downloads directly
+    // (`direct` chosen): the two are told apart by the attempts.
     let svc = Service::start(
         &env,
         &format!(
-            "backend = \"live\"\n[plugins.live.options]\nuse_proxy = \"{}\"\nmode = \"bad-url\"\ntarget = \"file:///etc/passwd\"\n",
+            "backend = \"live\"\non_no_proxy = \"direct\"\n[plugins.live.options]\nuse_proxy = \"{}\"\nmode = \"bad-url\"\ntarget = \"file:///etc/passwd\"\n",
             a.url("http")
         ),
         &[],

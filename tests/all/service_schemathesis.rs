@@ -114,33 +114,48 @@ fn service_passes_schemathesis_with_a_token() {
     );
     assert_eq!(svc.get("/downloads?limit=1").0, 200);
 
-    // Every run yt-dlp got went through the policy: the host's own proxy
-    // option once, nothing off the allowlist, paths inside the root.
+    // Every run yt-dlp got went through the policy: after the host's own
+    // options (the proxy on stdin, the download root), only what the
+    // allowlist writes back, paths inside the root.
     let root = download_dir.canonicalize().unwrap().display().to_string();
-    let runs: Vec<Vec<String>> = std::fs::read_to_string(&stub_log)
+    let runs: Vec<Value> = std::fs::read_to_string(&stub_log)
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .map(|v| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string())
-                .collect()
-        })
         .collect();
     assert!(!runs.is_empty(), "no POST got a download started");
-    for argv in &runs {
-        let user = &argv[..argv
+    for run in &runs {
+        let argv: Vec<String> = run["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        let proxy_given = run["stdin_config"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("--proxy "))
+            || argv.iter().any(|a| a == "--proxy");
+        assert!(proxy_given, "the host's proxy option is missing: {run}");
+        let start = argv
+            .iter()
+            .position(|a| a.starts_with("--paths=temp:"))
+            .expect("the host's download root")
+            + 1;
+        let end = argv
             .iter()
             .position(|a| a == "--")
-            .expect("the URL after --")];
+            .expect("the URL after --");
+        let user = &argv[start..end];
         assert_eq!(
-            user.iter().filter(|a| *a == "--proxy").count(),
-            1,
+            ytdlp_host_ytdlp::args::check_user_args(user),
+            Ok(()),
             "{argv:?}"
         );
         for a in user {
+            assert!(
+                a.starts_with("--"),
+                "not the canonical form: {a} in {argv:?}"
+            );
             assert!(
                 ![
                     "--exec",
@@ -150,12 +165,10 @@ fn service_passes_schemathesis_with_a_token() {
                     "--cookies",
                     "--download-archive",
                     "--cache-dir",
-                    "--config-locations",
                     "--batch-file",
                     "--load-info-json",
                     "--plugin-dirs",
                     "--ffmpeg-location",
-                    "--proxy="
                 ]
                 .iter()
                 .any(|bad| a.starts_with(bad)),

@@ -212,10 +212,19 @@ impl Setup {
     }
 
     /// `proxies get`: the proxy line, or the error line.
+    /// `proxies get`: the proxy and its timeout (the id, checked to be one,
+    /// left out).
     fn get(&self) -> Result<String, String> {
         let run = self.host(&["proxies", "get"]);
         if run.ok() {
-            Ok(run.stdout().trim().to_string())
+            let out = run.stdout().trim().to_string();
+            let (url, rest) = out.split_once(" [p").expect("an id");
+            let (id, timeout) = rest.split_once(']').expect("an id");
+            assert!(
+                id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{out}"
+            );
+            Ok(format!("{url}{timeout}"))
         } else {
             Err(run.stderr().trim().lines().last().unwrap_or("").to_string())
         }
@@ -306,8 +315,9 @@ fn rate_limits_and_server_errors_are_backend_unavailable() {
             .contains("rate limited by the vendor API"),
         "{r}"
     );
-    // ...under `direct` it is downloaded without a proxy, with a warning.
-    let run = setup.download(&[&media.url("/clip.mp4")]);
+    // ...under `direct` (chosen: with a plugin of one's own the default is
+    // `fail`) it is downloaded without a proxy, with a warning.
+    let run = setup.download(&["--on-no-proxy", "direct", &media.url("/clip.mp4")]);
     assert!(run.ok(), "{}", run.dump());
     assert_eq!(
         attempts(&run.json_lines()[0]),

@@ -26,6 +26,19 @@ pub use serve::{KeepFinished, OptionArity, ServeConfig};
 /// Name of the bundled plugin.
 pub const BUNDLED_BACKEND: &str = "memory";
 
+/// Bounds of the config's numbers.
+pub const MAX_ATTEMPTS: u64 = 100;
+/// A week.
+pub const MAX_RUN_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+pub const MAX_PREFLIGHT_MS: u64 = 60_000;
+pub const MAX_WORKER_RSS_MIB: u64 = 1 << 20;
+pub const MAX_PLUGIN_MEMORY_MIB: u64 = 4096;
+/// Ten minutes.
+pub const MAX_CALL_TIMEOUT_MS: u64 = 600_000;
+pub const MAX_RETURN_BYTES: u64 = 64 << 20;
+/// How long `serve` may wait for running downloads on shutdown: a day.
+pub const MAX_GRACE_SECS: u64 = 24 * 3600;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -153,6 +166,20 @@ pub struct PluginConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub grants: Grants,
+    /// What the host adds and protects, never read from a file.
+    #[serde(skip)]
+    pub host: HostGrants,
+}
+
+/// What the host itself grants a plugin (the bundled plugin's state
+/// directory), and the directories no grant of the user may contain or sit
+/// in (the compile cache, the config, the plugins, the state: a plugin that
+/// can write there can plant native code, grant itself more, or replace
+/// another plugin).
+#[derive(Debug, Clone, Default)]
+pub struct HostGrants {
+    pub dirs: Vec<DirGrant>,
+    pub protected: Vec<PathBuf>,
 }
 
 /// An option value: TOML scalars become strings, arrays repeat the key.
@@ -239,11 +266,48 @@ impl Default for LimitsConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file. Paths in it are relative to the
+    /// file's directory (not to wherever the host runs).
     pub fn from_file(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Config::from_toml(&text).with_context(|| format!("config file {}", path.display()))
+        let mut config =
+            Config::from_toml(&text).with_context(|| format!("config file {}", path.display()))?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Makes the config's relative paths relative to `base`. A bare program
+    /// name (`yt_dlp = "yt-dlp"`) stays a name to look up on PATH.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let path = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let program = |p: &mut PathBuf| {
+            if p.is_relative() && p.components().count() > 1 {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = &mut self.plugin_dir {
+            path(p);
+        }
+        if let Some(p) = &mut self.yt_dlp {
+            program(p);
+        }
+        if let Some(p) = &mut self.worker.python {
+            program(p);
+        }
+        for plugin in self.plugins.values_mut() {
+            for d in &mut plugin.grants.dirs {
+                path(&mut d.host);
+            }
+        }
     }
 
     /// Parses and validates config text.
@@ -262,28 +326,56 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         for (i, p) in self.proxies.iter().enumerate() {
             proxy_url::validate(p)
-                .map_err(|e| anyhow::anyhow!("proxies[{i}] ({}): {e}", proxy_url::mask(p)))?;
+                .map_err(|e| anyhow::anyhow!("proxies[{i}] ({}): {e}", proxy_url::mask_url(p)))?;
         }
-        if self.max_attempts == Some(0) {
-            bail!("max_attempts must be at least 1");
-        }
-        if self.run_timeout_secs == Some(0) {
-            bail!("run_timeout_secs must be at least 1");
-        }
+        // Every number has bounds: a duration too long for the clock would
+        // panic where it is added to "now".
+        let within = |key: &str, v: Option<u64>, min: u64, max: u64| -> Result<()> {
+            match v {
+                Some(v) if v < min || v > max => {
+                    bail!("{key} must be from {min} to {max} (it is {v})")
+                }
+                _ => Ok(()),
+            }
+        };
+        within(
+            "max_attempts",
+            self.max_attempts.map(u64::from),
+            1,
+            MAX_ATTEMPTS,
+        )?;
+        within(
+            "run_timeout_secs",
+            self.run_timeout_secs,
+            1,
+            MAX_RUN_TIMEOUT_SECS,
+        )?;
+        within(
+            "preflight_timeout_ms",
+            self.preflight_timeout_ms,
+            0,
+            MAX_PREFLIGHT_MS,
+        )?;
+        within(
+            "worker.max_rss_mib",
+            self.worker.max_rss_mib.map(|v| v.get()),
+            1,
+            MAX_WORKER_RSS_MIB,
+        )?;
         if let Some(name) = &self.backend {
             validate_plugin_name(name).context("backend")?;
         }
         for (name, plugin) in &self.plugins {
             validate_plugin_name(name).with_context(|| format!("plugins.{name}"))?;
             let l = &plugin.limits;
-            for (key, v) in [
-                ("memory_mib", l.memory_mib),
-                ("call_timeout_ms", l.call_timeout_ms),
-                ("init_timeout_ms", l.init_timeout_ms),
-                ("max_return_bytes", l.max_return_bytes),
+            for (key, v, max) in [
+                ("memory_mib", l.memory_mib, MAX_PLUGIN_MEMORY_MIB),
+                ("call_timeout_ms", l.call_timeout_ms, MAX_CALL_TIMEOUT_MS),
+                ("init_timeout_ms", l.init_timeout_ms, MAX_CALL_TIMEOUT_MS),
+                ("max_return_bytes", l.max_return_bytes, MAX_RETURN_BYTES),
             ] {
-                if v == 0 {
-                    bail!("plugins.{name}.limits.{key} must be greater than 0");
+                if v == 0 || v > max {
+                    bail!("plugins.{name}.limits.{key} must be from 1 to {max} (it is {v})");
                 }
             }
             if plugin.options.keys().any(|k| is_host_key(k)) {
@@ -341,25 +433,34 @@ pub fn data_dir() -> PathBuf {
     xdg_dir("XDG_DATA_HOME", ".local/share")
 }
 
+/// The host's state directory.
+pub fn state_dir() -> PathBuf {
+    xdg_dir("XDG_STATE_HOME", ".local/state")
+}
+
 /// The bundled plugin's private state directory (granted to it read-write
 /// as `/state`, and to no other plugin).
 pub fn bundled_state_dir() -> PathBuf {
-    xdg_dir("XDG_STATE_HOME", ".local/state").join(BUNDLED_BACKEND)
+    state_dir().join(BUNDLED_BACKEND)
 }
 
-/// `--config`, else `./ytdlp-host.toml`, else the XDG config file; none is
-/// fine (defaults), but a named file that is missing is an error.
+/// The config file read when none is named.
+pub fn default_config_file() -> PathBuf {
+    config_dir().join("config.toml")
+}
+
+/// `--config`, else the XDG config file; none is fine (defaults), but a
+/// named file that is missing is an error. Never a file from the current
+/// directory: a config can name programs to run (`yt_dlp`,
+/// `worker.python`), and a directory's author is not the user (the class of
+/// git's CVE-2022-24765).
 pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
     if let Some(path) = explicit {
         return Ok((Config::from_file(path)?, Some(path.to_path_buf())));
     }
-    for candidate in [
-        PathBuf::from("ytdlp-host.toml"),
-        config_dir().join("config.toml"),
-    ] {
-        if candidate.is_file() {
-            return Ok((Config::from_file(&candidate)?, Some(candidate)));
-        }
+    let candidate = default_config_file();
+    if candidate.is_file() {
+        return Ok((Config::from_file(&candidate)?, Some(candidate)));
     }
     Ok((Config::default(), None))
 }
@@ -412,10 +513,19 @@ mod tests {
     fn bad_values_are_refused_whole() {
         for (text, needle) in [
             ("proxies = [\"ftp://h:1\"]", "proxies[0]"),
-            ("proxies = [\"http://u:secret@h:1/x\"]", "u:***@h:1"),
+            ("proxies = [\"http://u:secret@h:1/x\"]", "***@h:1"),
             ("max_attempts = 0", "max_attempts"),
             ("on_no_proxy = \"maybe\"", "maybe"),
             ("[plugins.m.limits]\ncall_timeout_ms = 0", "call_timeout_ms"),
+            (
+                "run_timeout_secs = 9223372036854775807",
+                "run_timeout_secs must be from 1",
+            ),
+            (
+                "[plugins.m.limits]\nmemory_mib = 18446744073709551615",
+                "memory_mib",
+            ),
+            ("max_attempts = 1000", "max_attempts must be from 1 to 100"),
             ("[plugins.m.options]\n\"host.url\" = \"x\"", "reserved"),
             ("backend = \"../evil\"", "plugin name"),
         ] {
@@ -423,6 +533,25 @@ mod tests {
             assert!(err.contains(needle), "{text}: {err}");
             assert!(!err.contains("secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("ytdlp-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        std::fs::write(
+            &file,
+            "plugin_dir = \"plugins\"\nyt_dlp = \"bin/yt-dlp\"\n[worker]\npython = \"python3\"\n[plugins.x.grants]\ndirs = [{ host = \"data\", guest = \"/data\" }]\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&file).unwrap();
+        assert_eq!(c.plugin_dir.unwrap(), dir.join("plugins"));
+        assert_eq!(c.yt_dlp.unwrap(), dir.join("bin/yt-dlp"));
+        // A bare name is looked up on PATH, as on a command line.
+        assert_eq!(c.worker.python.unwrap(), PathBuf::from("python3"));
+        assert_eq!(c.plugins["x"].grants.dirs[0].host, dir.join("data"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

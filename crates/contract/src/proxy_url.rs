@@ -1,5 +1,11 @@
 //! Proxy URLs: validation of what plugins and users hand us, and masking of
 //! credentials wherever a URL is shown.
+//!
+//! A [`ProxyUrl`] is shown as `scheme://***@host:port` when it carries any
+//! credentials (the user name too: vendors put API keys there), with a
+//! short stable [`ProxyUrl::id`] to tell two credentials on one proxy
+//! apart. [`mask_url`] and [`mask`] hide credentials in strings that may not
+//! even parse (an error message about a bad URL must not echo its password).
 
 use std::fmt;
 
@@ -8,6 +14,9 @@ pub const SCHEMES: [&str; 6] = ["http", "https", "socks4", "socks4a", "socks5", 
 
 /// Longest proxy URL accepted; real ones are well under 300 bytes.
 pub const MAX_LEN: usize = 2048;
+
+/// What takes the place of credentials in output.
+pub const HIDDEN: &str = "***";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidProxyUrl {
@@ -25,19 +34,29 @@ pub enum InvalidProxyUrl {
     Scheme(String),
     #[error("proxy URL has no host")]
     NoHost,
+    #[error("proxy URL has no port; give scheme://[user:pass@]host:port")]
+    NoPort,
+    #[error(
+        "proxy URL has more than one `@`; percent-encode an `@` in a user name or password as %40"
+    )]
+    TwoAts,
     #[error("proxy URL has a path, query or fragment; give only scheme://[user:pass@]host:port")]
     Extra,
 }
 
-/// A proxy URL that passed [`validate`]. Its `Display` masks the password.
+/// A proxy URL that passed [`validate`]. Its `Display` hides the
+/// credentials.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ProxyUrl(String);
+pub struct ProxyUrl {
+    raw: String,
+    shown: String,
+}
 
 impl ProxyUrl {
-    /// The URL as given, credentials included: only for yt-dlp's argv and
-    /// for reports to the backend, never for output.
+    /// The URL as given, credentials included: only for yt-dlp and for
+    /// reports to the backend, never for output.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.raw
     }
 
     /// A short stable id of this proxy's identity (the whole URL,
@@ -46,7 +65,7 @@ impl ProxyUrl {
     /// a SHA-256 of the URL.
     pub fn id(&self) -> String {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.0.as_bytes());
+        let digest = sha2::Sha256::digest(self.raw.as_bytes());
         let mut id = String::from("p");
         for b in &digest[..4] {
             id.push_str(&format!("{b:02x}"));
@@ -55,25 +74,39 @@ impl ProxyUrl {
     }
 
     pub fn has_credentials(&self) -> bool {
-        url::Url::parse(&self.0)
-            .map(|u| !u.username().is_empty() || u.password().is_some())
-            .unwrap_or(false)
+        self.credentials().is_some()
+    }
+
+    /// The user name and password, percent-decoded (`None`: neither).
+    pub fn credentials(&self) -> Option<(String, Option<String>)> {
+        let u = url::Url::parse(&self.raw).ok()?;
+        if u.username().is_empty() && u.password().is_none() {
+            return None;
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        Some((decode(u.username()), u.password().map(decode)))
     }
 }
 
 impl fmt::Display for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&mask(&self.0))
+        f.write_str(&self.shown)
     }
 }
 
 impl fmt::Debug for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ProxyUrl({})", mask(&self.0))
+        write!(f, "ProxyUrl({})", self.shown)
     }
 }
 
-/// Checks a proxy URL before it can reach a yt-dlp command line.
+/// Checks a proxy URL before it can reach yt-dlp: one of yt-dlp's schemes,
+/// `[user[:password]@]host:port` and nothing else, no whitespace or control
+/// characters, no leading `-`.
 pub fn validate(raw: &str) -> Result<ProxyUrl, InvalidProxyUrl> {
     if raw.is_empty() {
         return Err(InvalidProxyUrl::Empty);
@@ -98,36 +131,69 @@ pub fn validate(raw: &str) -> Result<ProxyUrl, InvalidProxyUrl> {
     {
         return Err(InvalidProxyUrl::Extra);
     }
-    Ok(ProxyUrl(raw.to_string()))
+    // The raw authority: what a reader of the URL sees, before the parser's
+    // normalisation (it takes the last `@`, and drops a default port).
+    let after_scheme = raw.split_once("://").map_or(raw, |(_, r)| r);
+    let authority = after_scheme.split('/').next().unwrap_or("");
+    if authority.matches('@').count() > 1 {
+        return Err(InvalidProxyUrl::TwoAts);
+    }
+    let hostport = authority.rsplit('@').next().unwrap_or("");
+    let port = match hostport.rfind(']') {
+        Some(i) => hostport[i + 1..].strip_prefix(':'),
+        None => hostport.rsplit_once(':').map(|(_, p)| p),
+    };
+    if !port.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(InvalidProxyUrl::NoPort);
+    }
+    let shown = if authority.contains('@') {
+        format!("{}://{HIDDEN}@{hostport}", parsed.scheme())
+    } else {
+        format!("{}://{hostport}", parsed.scheme())
+    };
+    Ok(ProxyUrl {
+        raw: raw.to_string(),
+        shown,
+    })
 }
 
-/// Replaces the password of a URL with `***` (`user:***@host`). Works on
-/// text that does not parse as a URL too, so it is safe for error messages.
+/// `candidate`, meant to be one URL (valid or not), with anything before its
+/// last `@` hidden: `http://user:s3cret/x@h:1` -> `http://***@h:1`, and
+/// `user:pw@h:1` (no scheme) -> `***@h:1`.
+pub fn mask_url(candidate: &str) -> String {
+    let (scheme, rest) = match candidate.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, candidate),
+    };
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("{HIDDEN}{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{rest}"),
+        None => rest,
+    }
+}
+
+/// Free text with the credentials of every `scheme://...@` in it hidden.
+/// A URL runs to the next whitespace; anything before its last `@` is
+/// hidden (a password may hold `/`, `)`, `,` or `'`). This errs towards
+/// hiding too much; secrets the host knows are also redacted by value at
+/// output.
 pub fn mask(text: &str) -> String {
-    // Mask every `scheme://user:pass@` occurrence, whatever surrounds it.
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
-        // The authority ends at the first '/', whitespace, quote or ')'.
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || "'\")>,]".contains(c))
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let token = &tail[..end];
+        match token.rfind('@') {
             Some(at) => {
-                let userinfo = &authority[..at];
-                match userinfo.find(':') {
-                    Some(colon) => {
-                        out.push_str(&userinfo[..colon]);
-                        out.push_str(":***");
-                    }
-                    None => out.push_str(userinfo),
-                }
-                out.push_str(&authority[at..]);
+                out.push_str(HIDDEN);
+                out.push_str(&token[at..]);
             }
-            None => out.push_str(authority),
+            None => out.push_str(token),
         }
         rest = &tail[end..];
     }
@@ -147,6 +213,7 @@ mod tests {
         }
         assert!(validate("http://user:pa%40ss@proxy.example:3128").is_ok());
         assert!(validate("socks5h://[::1]:1080").is_ok());
+        assert!(validate("http://u:pa)ss@h:1").is_ok());
     }
 
     #[test]
@@ -160,10 +227,15 @@ mod tests {
             ("http://h:1\n--exec", InvalidProxyUrl::ControlChars),
             ("http://h:1/path", InvalidProxyUrl::Extra),
             ("http://h:1?q=1", InvalidProxyUrl::Extra),
+            ("http://127.0.0.1", InvalidProxyUrl::NoPort),
+            ("http://u:p@127.0.0.1:1@x", InvalidProxyUrl::TwoAts),
+            ("socks5://[::1]", InvalidProxyUrl::NoPort),
         ];
         for (raw, want) in cases {
             assert_eq!(validate(raw).unwrap_err(), want, "{raw:?}");
         }
+        // A default port written out is still a port.
+        assert!(validate("http://127.0.0.1:80").is_ok());
         assert!(matches!(
             validate(&format!("http://{}:1", "a".repeat(3000))),
             Err(InvalidProxyUrl::TooLong(_))
@@ -176,25 +248,59 @@ mod tests {
     }
 
     #[test]
-    fn masks_passwords_everywhere() {
-        assert_eq!(mask("http://u:secret@h:1"), "http://u:***@h:1");
-        assert_eq!(mask("http://h:1"), "http://h:1");
-        assert_eq!(mask("http://token@h:1"), "http://token@h:1");
-        assert_eq!(
-            mask(
-                "Unable to connect to proxy 'socks5://a:b@h:1' (caused by x); via http://c:d@e:2/"
-            ),
-            "Unable to connect to proxy 'socks5://a:***@h:1' (caused by x); via http://c:***@e:2/"
-        );
+    fn shows_no_credential_and_names_each_identity() {
         let p = validate("http://u:secret@h:1").unwrap();
-        assert_eq!(p.to_string(), "http://u:***@h:1");
+        assert_eq!(p.to_string(), "http://***@h:1");
         assert!(!format!("{p:?}").contains("secret"));
         assert_eq!(p.expose(), "http://u:secret@h:1");
-        assert!(p.has_credentials());
+        assert_eq!(
+            p.credentials(),
+            Some(("u".to_string(), Some("secret".to_string())))
+        );
+        let key = validate("http://APIKEY:@vendor.example:8011").unwrap();
+        assert_eq!(key.to_string(), "http://***@vendor.example:8011");
+        assert_eq!(validate("http://h:1").unwrap().to_string(), "http://h:1");
+        assert_eq!(validate("http://h:1").unwrap().credentials(), None);
         let id = p.id();
         assert_eq!((id.len(), id.starts_with('p')), (9, true));
         assert_eq!(id, validate("http://u:secret@h:1").unwrap().id());
         assert_ne!(id, validate("http://u:other@h:1").unwrap().id());
         assert!(!id.contains("secret"));
+    }
+
+    #[test]
+    fn masks_credentials_in_any_text() {
+        assert_eq!(mask("http://u:secret@h:1"), "http://***@h:1");
+        assert_eq!(mask("http://token@h:1"), "http://***@h:1");
+        assert_eq!(mask("http://h:1"), "http://h:1");
+        for raw in [
+            "http://u:pa)ss@h:1",
+            "http://u:pa,ss@h:1",
+            "http://u:it's@h:1",
+            "socks5://u:p]w@h:1080",
+            "http://u:s3cret/x@127.0.0.1:9",
+        ] {
+            let m = mask(&format!("error: ({raw}), retrying"));
+            assert!(
+                !m.contains("pa")
+                    && !m.contains("it's")
+                    && !m.contains("s3cret")
+                    && !m.contains("p]w"),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            mask(
+                "Unable to connect to proxy 'socks5://a:b@h:1' (caused by x); via http://c:d@e:2/"
+            ),
+            "Unable to connect to proxy 'socks5://***@h:1' (caused by x); via http://***@e:2/"
+        );
+        assert_eq!(
+            mask_url("http://user:s3cret/x@127.0.0.1:9"),
+            "http://***@127.0.0.1:9"
+        );
+        assert_eq!(mask_url("user:pw@127.0.0.1:3128"), "***@127.0.0.1:3128");
+        assert_eq!(mask_url("http://u:pa ss@h:1"), "http://***@h:1");
+        assert_eq!(mask_url("127.0.0.1:3128"), "127.0.0.1:3128");
     }
 }

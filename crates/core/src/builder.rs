@@ -78,6 +78,9 @@ pub struct HostBuilder {
     queue: usize,
     /// `None`: the XDG cache directory.
     compile_cache: Option<CompileCache>,
+    /// A query (`proxies stats`, `proxies get`): the bundled plugin reads
+    /// its saved state and writes none.
+    read_only: bool,
     runtime: OnceLock<PluginRuntime>,
 }
 
@@ -107,6 +110,7 @@ impl HostBuilder {
             concurrency: 1,
             queue: 1000,
             compile_cache: None,
+            read_only: false,
             runtime: OnceLock::new(),
         }
     }
@@ -192,17 +196,30 @@ impl HostBuilder {
         self
     }
 
+    /// For queries only: the bundled backend's saved state is read, never
+    /// written (its directory is granted read-only).
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
+        self
+    }
+
     /// Where compiled plugins are kept (default: the XDG cache directory).
     pub fn compile_cache(mut self, cache: CompileCache) -> Self {
         self.compile_cache = Some(cache);
         self
     }
 
-    /// Checks the settings that can be checked before anything starts.
+    /// Checks the settings that can be checked before anything starts, and
+    /// remembers every secret in them, so no output shows one.
     pub fn validate(&self) -> Result<(), BuildError> {
+        self.register_secrets();
         for (i, p) in self.proxies.iter().enumerate() {
             proxy_url::validate(p).map_err(|e| {
-                BuildError::Invalid(format!("--proxy #{} ({}): {e}", i + 1, proxy_url::mask(p)))
+                BuildError::Invalid(format!(
+                    "--proxy #{} ({}): {e}",
+                    i + 1,
+                    proxy_url::mask_url(p)
+                ))
             })?;
         }
         if let Some((k, _)) = self.backend_options.iter().find(|(k, _)| is_host_key(k)) {
@@ -217,6 +234,50 @@ impl HostBuilder {
             )));
         }
         Ok(())
+    }
+
+    /// Proxy credentials, secret-looking plugin options (tokens, passwords,
+    /// URLs with a password) and granted environment variables' values.
+    fn register_secrets(&self) {
+        use ytdlp_host_text::secrets;
+        for p in self.config.proxies.iter().chain(&self.proxies) {
+            match proxy_url::validate(p) {
+                Ok(u) => secrets::register_proxy(&u),
+                // An invalid one is refused below; its parts are secrets all
+                // the same (its error message must not show them).
+                Err(_) => register_userinfo(p),
+            }
+        }
+        let options = self
+            .config
+            .plugins
+            .values()
+            .flat_map(|pc| config::options_from_table(&pc.options))
+            .chain(self.backend_options.iter().cloned());
+        for (k, v) in options {
+            let key = k.to_ascii_lowercase();
+            // `token_env` names a variable; `token` holds the secret.
+            let names_something = ["_env", "_file", "_path", "_name"]
+                .iter()
+                .any(|s| key.ends_with(s));
+            if !names_something
+                && [
+                    "token", "password", "passwd", "secret", "apikey", "api_key", "auth",
+                ]
+                .iter()
+                .any(|s| key.contains(s))
+            {
+                secrets::register(&v);
+            }
+            register_userinfo(&v);
+        }
+        for pc in self.config.plugins.values() {
+            for name in &pc.grants.env {
+                if let Ok(v) = std::env::var(name) {
+                    secrets::register(&v);
+                }
+            }
+        }
     }
 
     pub fn config_ref(&self) -> &Config {
@@ -277,16 +338,26 @@ impl HostBuilder {
             }
             if self.persist_health() {
                 opts.push(("state_dir".to_string(), BUNDLED_STATE_GUEST.to_string()));
+                if self.read_only {
+                    opts.push(("read_only".to_string(), "true".to_string()));
+                }
             }
         }
         opts
     }
 
     /// The selected plugin's config; the bundled plugin also gets its
-    /// private state directory.
+    /// private state directory, and no plugin a grant into the host's own
+    /// directories.
     pub fn plugin_config(&self) -> Result<PluginConfig, BuildError> {
         let backend = self.backend_name();
         let mut pc = self.config.plugin(backend);
+        pc.host.protected = vec![
+            config::cache_dir(),
+            config::config_dir(),
+            self.plugin_dir_path(),
+            config::state_dir(),
+        ];
         if backend == BUNDLED_BACKEND && self.persist_health() {
             let dir = config::bundled_state_dir();
             std::fs::create_dir_all(&dir).map_err(|e| {
@@ -295,10 +366,10 @@ impl HostBuilder {
                     dir.display()
                 ))
             })?;
-            pc.grants.dirs.push(DirGrant {
+            pc.host.dirs.push(DirGrant {
                 host: dir,
                 guest: BUNDLED_STATE_GUEST.to_string(),
-                rw: true,
+                rw: !self.read_only,
             });
         }
         Ok(pc)
@@ -312,39 +383,63 @@ impl HostBuilder {
         )
     }
 
-    /// Loads and starts the backend plugin (instantiated, `init` run).
+    /// Loads and starts the backend plugin (instantiated, `init` run). A
+    /// compile (seconds for a Python plugin) runs on a blocking thread, so
+    /// the async runtime (the HTTP API in `serve`) stays responsive.
     pub async fn start_backend(&self) -> Result<Backend, BuildError> {
-        let runtime = self.runtime()?;
-        let plugin = runtime
-            .find(&self.plugin_dir_path(), self.backend_name())
+        let runtime = self.runtime()?.clone();
+        let (dir, name) = (self.plugin_dir_path(), self.backend_name().to_string());
+        let plugin = tokio::task::spawn_blocking(move || runtime.find(&dir, &name))
+            .await
+            .map_err(|e| BuildError::Load(anyhow::anyhow!("loading the plugin: {e}")))?
             .map_err(BuildError::Load)?;
         let pc = self.plugin_config()?;
         Ok(Backend::start(plugin, pc, self.init_options()).await?)
     }
 
-    fn policy(&self) -> NoProxyPolicy {
-        self.on_no_proxy
-            .or(self.config.on_no_proxy)
-            .unwrap_or(NoProxyPolicy::Direct)
+    /// Any proxy configured (config, `--proxy`) or a backend of the user's
+    /// own: then their address is meant to stay hidden.
+    fn proxies_configured(&self) -> bool {
+        !self.config.proxies.is_empty()
+            || !self.proxies.is_empty()
+            || self.backend_name() != BUNDLED_BACKEND
+    }
+
+    /// The no-proxy policy, and whether it was chosen explicitly. Unchosen:
+    /// `fail` when any proxy or a non-bundled backend is configured; `direct`
+    /// only with no proxy configured at all (said on screen).
+    pub fn no_proxy_policy(&self) -> (NoProxyPolicy, bool) {
+        match self.on_no_proxy.or(self.config.on_no_proxy) {
+            Some(p) => (p, true),
+            None if self.proxies_configured() => (NoProxyPolicy::Fail, false),
+            None => (NoProxyPolicy::Direct, false),
+        }
     }
 
     /// The proxy source, yt-dlp, the runner and the settings, as one
     /// [`Downloader`].
     pub async fn downloader(&self) -> Result<Downloader, BuildError> {
         self.validate()?;
-        let policy = self.policy();
+        let (policy, explicit) = self.no_proxy_policy();
+        if policy == NoProxyPolicy::Direct && !explicit {
+            tracing::warn!(
+                "no proxy is configured: downloads go out from this machine's own address \
+                 (give proxies with --proxy or `proxies = [...]`, or set on_no_proxy = \"fail\")"
+            );
+        }
         let source: Option<Arc<dyn ProxySource>> = if self.no_proxy_manager {
             None
         } else {
             match self.start_backend().await {
                 Ok(b) => Some(Arc::new(PluginSource::new(b))),
-                // A plugin that crashes or hangs at start falls under the
-                // policy; a missing plugin or refused options are config
-                // errors.
+                // A plugin that crashes or hangs at start goes direct only
+                // under a `direct` chosen explicitly; a missing plugin or
+                // refused options are config errors.
                 Err(BuildError::Backend(e))
                     if e.is_fault()
                         && !matches!(e, BackendError::InitRefused { .. })
-                        && policy == NoProxyPolicy::Direct =>
+                        && policy == NoProxyPolicy::Direct
+                        && explicit =>
                 {
                     tracing::warn!("{e}; downloading without a proxy (policy `direct`)");
                     None
@@ -370,6 +465,7 @@ impl HostBuilder {
                 .unwrap_or(3)
                 .max(1),
             on_no_proxy: policy,
+            direct_after_proxy: policy == NoProxyPolicy::Direct && explicit,
             output: self.output.clone().or_else(|| self.config.output.clone()),
             extra_args: self.ytdlp_args.clone(),
             run_timeout: Duration::from_secs(self.config.run_timeout_secs.unwrap_or(3600)),
@@ -413,6 +509,24 @@ impl HostBuilder {
                 queue: self.queue,
             },
         ))
+    }
+}
+
+/// The user name and password in a URL-like string (any scheme), as
+/// secrets.
+fn register_userinfo(value: &str) {
+    let Some((_, rest)) = value.split_once("://") else {
+        return;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return;
+    };
+    for part in userinfo.split(':') {
+        ytdlp_host_text::secrets::register(part);
+        if let Ok(decoded) = percent_encoding::percent_decode_str(part).decode_utf8() {
+            ytdlp_host_text::secrets::register(&decoded);
+        }
     }
 }
 

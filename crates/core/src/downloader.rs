@@ -23,7 +23,11 @@ use crate::source::ProxySource;
 pub struct Settings {
     pub yt_dlp: PathBuf,
     pub max_attempts: u32,
+    /// What to do when the source has no proxy.
     pub on_no_proxy: NoProxyPolicy,
+    /// `direct` was chosen explicitly: only then may a URL go direct after
+    /// a proxied attempt of it (its address was meant to stay hidden).
+    pub direct_after_proxy: bool,
     pub output: Option<String>,
     /// yt-dlp arguments for every download (a download may add its own).
     pub extra_args: Vec<String>,
@@ -74,6 +78,9 @@ impl DownloadRequest {
 pub struct Attempt {
     /// The proxy used, credentials masked; `null` for a direct run.
     pub proxy: Option<String>,
+    /// Its id (two credentials on one proxy show alike, their ids differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_id: Option<String>,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
@@ -103,6 +110,22 @@ pub struct DownloadResult {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
+}
+
+impl DownloadResult {
+    /// The result of a download that never started because the host could
+    /// not (its backend failed to start): a failure that says why.
+    pub fn not_started(id: impl Into<String>, url: impl Into<String>, error: String) -> Self {
+        DownloadResult {
+            id: id.into(),
+            url: url.into(),
+            status: Status::Failed,
+            file: None,
+            attempts: Vec::new(),
+            error: Some(error),
+            kind: None,
+        }
+    }
 }
 
 /// What happens during a download, as it happens.
@@ -213,18 +236,30 @@ impl Downloader {
                     let answer = backend.get_proxy(&call_options).await;
                     match answer {
                         Ok(choice) => Some(choice),
-                        Err(e) => match self.settings.on_no_proxy {
-                            NoProxyPolicy::Direct => {
-                                tracing::warn!(
-                                    "{e}; downloading {url} without a proxy (policy `direct`)"
-                                );
-                                None
+                        Err(e) => {
+                            let proxied = result.attempts.iter().any(|a| a.proxy.is_some());
+                            match self.settings.on_no_proxy {
+                                NoProxyPolicy::Direct
+                                    if !proxied || self.settings.direct_after_proxy =>
+                                {
+                                    tracing::warn!(
+                                        "{e}; downloading {} without a proxy (policy `direct`)",
+                                        ytdlp_host_text::clean(url)
+                                    );
+                                    None
+                                }
+                                NoProxyPolicy::Direct => {
+                                    result.error = Some(format!(
+                                        "{e} (no direct download after a proxied attempt unless on_no_proxy = \"direct\" is chosen)"
+                                    ));
+                                    return result;
+                                }
+                                NoProxyPolicy::Fail => {
+                                    result.error = Some(format!("{e} (policy `fail`)"));
+                                    return result;
+                                }
                             }
-                            NoProxyPolicy::Fail => {
-                                result.error = Some(format!("{e} (policy `fail`)"));
-                                return result;
-                            }
-                        },
+                        }
                     }
                 }
             };
@@ -258,6 +293,7 @@ impl Downloader {
             };
             result.attempts.push(Attempt {
                 proxy: proxy.as_ref().map(|p| p.url.to_string()),
+                proxy_id: proxy.as_ref().map(|p| p.url.id()),
                 ok: outcome.succeeded(),
                 kind,
                 message: message.clone(),

@@ -2,8 +2,10 @@
 //! its implementation over a plugin ([`PluginSource`]). Tests drive the
 //! downloader with scripted sources instead.
 
-use ytdlp_contract::{Options, ProxyStats, ProxyUrl};
-use ytdlp_host_plugin_host::{Backend, BackendError, FailureReport, ProxyChoice};
+use ytdlp_contract::{Options, ProxyUrl};
+use ytdlp_host_plugin_host::{
+    Backend, BackendError, BackendHandle, FailureReport, ProxyChoice, StatsRow,
+};
 use ytdlp_host_ytdlp::BoxFuture;
 
 /// Hands out proxies and takes reports on them (the contract's calls, as
@@ -34,35 +36,35 @@ pub trait ProxySource: Send + Sync {
     fn get_stats<'a>(
         &'a self,
         options: &'a Options,
-    ) -> BoxFuture<'a, Result<Option<Vec<ProxyStats>>, BackendError>>;
+    ) -> BoxFuture<'a, Result<Option<Vec<StatsRow>>, BackendError>>;
 }
 
-/// A plugin instance as a proxy source. Calls into one instance are never
-/// concurrent (the contract says so), so they are serialised here.
+/// A plugin instance as a proxy source: its calls go to the instance's own
+/// task ([`BackendHandle`]), so a cancelled download never cuts a guest
+/// call short.
 pub struct PluginSource {
-    name: String,
-    backend: tokio::sync::Mutex<Backend>,
+    backend: BackendHandle,
 }
 
 impl PluginSource {
+    /// Moves `backend` into its task. Must be called in a tokio runtime.
     pub fn new(backend: Backend) -> PluginSource {
         PluginSource {
-            name: backend.name().to_string(),
-            backend: tokio::sync::Mutex::new(backend),
+            backend: BackendHandle::spawn(backend),
         }
     }
 }
 
 impl ProxySource for PluginSource {
     fn name(&self) -> &str {
-        &self.name
+        self.backend.name()
     }
 
     fn get_proxy<'a>(
         &'a self,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<ProxyChoice, BackendError>> {
-        Box::pin(async move { self.backend.lock().await.get_proxy(options).await })
+        Box::pin(self.backend.get_proxy(options))
     }
 
     fn report_success<'a>(
@@ -70,13 +72,7 @@ impl ProxySource for PluginSource {
         proxy: &'a ProxyUrl,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            self.backend
-                .lock()
-                .await
-                .report_success(proxy, options)
-                .await
-        })
+        Box::pin(self.backend.report_success(proxy, options))
     }
 
     fn report_failure<'a>(
@@ -85,19 +81,13 @@ impl ProxySource for PluginSource {
         failure: &'a FailureReport,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move {
-            self.backend
-                .lock()
-                .await
-                .report_failure(proxy, failure, options)
-                .await
-        })
+        Box::pin(self.backend.report_failure(proxy, failure, options))
     }
 
     fn get_stats<'a>(
         &'a self,
         options: &'a Options,
-    ) -> BoxFuture<'a, Result<Option<Vec<ProxyStats>>, BackendError>> {
-        Box::pin(async move { self.backend.lock().await.get_stats(options).await })
+    ) -> BoxFuture<'a, Result<Option<Vec<StatsRow>>, BackendError>> {
+        Box::pin(self.backend.get_stats(options))
     }
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ytdlp_contract::{FailureKind, Options, ProxyStats, ProxyUrl, proxy_url};
+use ytdlp_contract::{FailureKind, Options, ProxyUrl, proxy_url};
 use ytdlp_host_config::NoProxyPolicy;
-use ytdlp_host_plugin_host::{BackendError, FailureReport, ProxyChoice};
+use ytdlp_host_plugin_host::{BackendError, FailureReport, ProxyChoice, StatsRow};
 use ytdlp_host_ytdlp::{BoxFuture, Progress, RunOutcome, RunSpec, Runner};
 
 use crate::{
@@ -116,7 +116,7 @@ impl ProxySource for ScriptedSource {
     fn get_stats<'a>(
         &'a self,
         _options: &'a Options,
-    ) -> BoxFuture<'a, Result<Option<Vec<ProxyStats>>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Option<Vec<StatsRow>>, BackendError>> {
         Box::pin(async { Ok(None) })
     }
 }
@@ -223,6 +223,8 @@ fn settings(max_attempts: u32, policy: NoProxyPolicy) -> Settings {
         yt_dlp: "yt-dlp".into(),
         max_attempts,
         on_no_proxy: policy,
+        // As if the policy had been chosen explicitly.
+        direct_after_proxy: policy == NoProxyPolicy::Direct,
         output: None,
         extra_args: Vec::new(),
         run_timeout: Duration::from_secs(60),
@@ -355,6 +357,23 @@ async fn no_proxy_after_a_failed_proxied_attempt_follows_the_policy() {
     assert_eq!(runner.proxies(), [Some(A.into()), None]);
     assert_eq!(r.status, Status::Failed);
     assert_eq!(r.attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn a_direct_default_never_goes_direct_after_a_proxied_attempt() {
+    let source = ScriptedSource::new(vec![Answer::Proxy(A), Answer::NoProxy]);
+    let runner = ScriptedRunner::new(vec![Run::Fail(FailureKind::Blocked), Run::Ok]);
+    let mut s = settings(3, NoProxyPolicy::Direct);
+    s.direct_after_proxy = false;
+    let d = Downloader::new(Some(source.clone()), Options::new(), s, runner.clone());
+    let r = download(&d).await;
+    assert_eq!(runner.proxies(), [Some(A.into())], "no direct run");
+    assert_eq!(r.status, Status::Failed);
+    let err = r.error.unwrap();
+    assert!(
+        err.contains("no direct download after a proxied attempt"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -581,6 +600,39 @@ async fn a_backend_that_refuses_its_options_stops_the_build_whatever_the_policy(
         Err(e) => panic!("want init refused, got: {e}"),
         Ok(_) => panic!("a backend that refused its options was accepted"),
     }
+}
+
+#[test]
+fn the_no_proxy_policy_fails_closed_unless_nothing_is_configured() {
+    use ytdlp_host_config::Config;
+    let with = |cfg: &str| crate::HostBuilder::new().config(Config::from_toml(cfg).unwrap());
+    // Nothing configured: direct, but not chosen (so never after a proxy).
+    assert_eq!(with("").no_proxy_policy(), (NoProxyPolicy::Direct, false));
+    // Any proxy, or a plugin of one's own: fail.
+    assert_eq!(
+        with("").proxy(A).no_proxy_policy(),
+        (NoProxyPolicy::Fail, false)
+    );
+    assert_eq!(
+        with("proxies = [\"http://127.0.0.1:3128\"]").no_proxy_policy(),
+        (NoProxyPolicy::Fail, false)
+    );
+    assert_eq!(
+        with("backend = \"redis\"").no_proxy_policy(),
+        (NoProxyPolicy::Fail, false)
+    );
+    // Chosen explicitly, in the config or on the command line.
+    assert_eq!(
+        with("on_no_proxy = \"direct\"").proxy(A).no_proxy_policy(),
+        (NoProxyPolicy::Direct, true)
+    );
+    assert_eq!(
+        with("")
+            .proxy(A)
+            .on_no_proxy(NoProxyPolicy::Direct)
+            .no_proxy_policy(),
+        (NoProxyPolicy::Direct, true)
+    );
 }
 
 #[test]

@@ -13,17 +13,21 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use wasmtime::component::ResourceTableError;
 use wasmtime::{Store, Trap};
 use ytdlp_contract::ProxyUrl;
 use ytdlp_contract::limits::MAX_PROXY_TIMEOUT_MS;
-use ytdlp_contract::text::{cap, one_line};
+use ytdlp_contract::text::one_line;
 use ytdlp_contract::{FailureKind, Options, ProxyStats, now_ms, proxy_url};
 use ytdlp_host_config::PluginConfig;
+use ytdlp_host_text::{clean, clean_capped};
 
 use crate::bindings::exports::ytdlp::proxy::{admin, backend, stats};
 use crate::bindings::ytdlp::proxy::types as wit;
 use crate::loading::Plugin;
-use crate::sandbox::limits::{deadline_ticks, wall_deadline};
+use crate::sandbox::limits::{
+    Exceeded, MAX_TABLE_ELEMENTS, MAX_WASI_RESOURCES, deadline_ticks, wall_deadline,
+};
 use crate::sandbox::{PluginState, Policy};
 
 /// Which contract call, for messages and per-call deadlines.
@@ -73,6 +77,12 @@ pub enum BackendError {
         call: Call,
         limit_mib: u64,
     },
+    #[error("plugin `{plugin}`: {call} went past its limit of {what}")]
+    ResourceLimit {
+        plugin: String,
+        call: Call,
+        what: String,
+    },
     #[error("plugin `{plugin}`: {call} trapped: {message}")]
     Trap {
         plugin: String,
@@ -118,6 +128,17 @@ impl BackendError {
 pub struct ProxyChoice {
     pub url: ProxyUrl,
     pub timeout_ms: u32,
+}
+
+/// One row of `get-stats` as the host shows it: the plugin's statistics
+/// (credentials hidden, text cleaned) and, when the row names a valid
+/// proxy URL, that proxy's id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatsRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(flatten)]
+    pub stats: ProxyStats,
 }
 
 /// A failure as reported to a backend.
@@ -264,7 +285,7 @@ impl Backend {
             }
         })?;
         let mut store = Store::new(self.plugin.pre.engine(), state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
         // The deadline must be set before instantiating: the default traps
         // at once.
         store.set_epoch_deadline(deadline_ticks(limits.init_timeout_ms));
@@ -312,7 +333,7 @@ impl Backend {
         if let Err(message) = result {
             return Err(BackendError::InitRefused {
                 plugin: self.plugin.name.clone(),
-                message: cap(&message, 500),
+                message: clean_capped(&message, 500),
             });
         }
         Ok(Live {
@@ -340,20 +361,40 @@ impl Backend {
     fn map_trap(&self, store: &Store<PluginState>, call: Call, e: wasmtime::Error) -> BackendError {
         let plugin = self.plugin.name.clone();
         let limits = self.config.limits;
-        let chain = format!("{e:?}");
         if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return self.timeout(call);
         }
-        let stderr = store.data().stderr.tail();
-        if chain.contains("forcing trap when growing memory")
-            || stderr.contains("memory allocation of")
-        {
-            return BackendError::OutOfMemory {
+        // The limiter says which budget it refused; nobody's wording does.
+        match store.data().limiter.exceeded() {
+            Some(Exceeded::Memory) => {
+                return BackendError::OutOfMemory {
+                    plugin,
+                    call,
+                    limit_mib: limits.memory_mib,
+                };
+            }
+            Some(Exceeded::TableElements) => {
+                return BackendError::ResourceLimit {
+                    plugin,
+                    call,
+                    what: format!("{MAX_TABLE_ELEMENTS} table elements"),
+                };
+            }
+            None => {}
+        }
+        if e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<ResourceTableError>(),
+                Some(ResourceTableError::Full)
+            )
+        }) {
+            return BackendError::ResourceLimit {
                 plugin,
                 call,
-                limit_mib: limits.memory_mib,
+                what: format!("{MAX_WASI_RESOURCES} open WASI resources"),
             };
         }
+        let stderr = store.data().stderr.tail();
         let message = match panic_message(&stderr) {
             Some(panic) => panic,
             None => match e.downcast_ref::<Trap>() {
@@ -421,10 +462,12 @@ impl Backend {
                         Call::GetProxy,
                         format!(
                             "invalid proxy URL `{}`: {e}",
-                            cap(&proxy_url::mask(&proxy.url), 80)
+                            clean_capped(&proxy_url::mask_url(&proxy.url), 80)
                         ),
                     )
                 })?;
+                // Its credentials are secrets from now on, in any output.
+                ytdlp_host_text::secrets::register_proxy(&url);
                 if proxy.timeout_ms == 0 || proxy.timeout_ms > MAX_PROXY_TIMEOUT_MS {
                     return Err(self.err_contract(
                         Call::GetProxy,
@@ -448,7 +491,7 @@ impl Backend {
                 }
                 Err(BackendError::NoProxy {
                     plugin,
-                    message: cap(&proxy_url::mask(&np.message), 300),
+                    message: clean_capped(&np.message, 300),
                     retry_at_ms: np.retry_at_ms,
                 })
             }
@@ -461,7 +504,7 @@ impl Backend {
                 }
                 Err(BackendError::Unavailable {
                     plugin,
-                    message: cap(&proxy_url::mask(&message), 300),
+                    message: clean_capped(&message, 300),
                 })
             }
         }
@@ -488,7 +531,7 @@ impl Backend {
     ) -> Result<(), BackendError> {
         let f = wit::Failure {
             kind: failure.kind.into(),
-            message: cap(&proxy_url::mask(&failure.message), 1000),
+            message: clean_capped(&failure.message, 1000),
         };
         self.call(Call::ReportFailure, async |l| {
             l.backend
@@ -502,7 +545,7 @@ impl Backend {
     pub async fn get_stats(
         &mut self,
         options: &Options,
-    ) -> Result<Option<Vec<ProxyStats>>, BackendError> {
+    ) -> Result<Option<Vec<StatsRow>>, BackendError> {
         if !self.plugin.has_stats {
             return Ok(None);
         }
@@ -514,7 +557,7 @@ impl Backend {
             .await?;
         let rows = answer.map_err(|message| BackendError::Unavailable {
             plugin: self.plugin.name.clone(),
-            message: cap(&proxy_url::mask(&message), 300),
+            message: clean_capped(&message, 300),
         })?;
         let size: usize = rows
             .iter()
@@ -537,11 +580,22 @@ impl Backend {
             rows.into_iter()
                 .map(|r| {
                     let mut row = ProxyStats::from(r);
-                    row.url = proxy_url::mask(&row.url);
-                    for (_, v) in &mut row.extra {
-                        *v = proxy_url::mask(v);
+                    // A row's id is that of the URL it names, when it is one.
+                    let id = match proxy_url::validate(&row.url) {
+                        Ok(u) => {
+                            row.url = u.to_string();
+                            Some(u.id())
+                        }
+                        Err(_) => {
+                            row.url = clean(&proxy_url::mask_url(&row.url));
+                            None
+                        }
+                    };
+                    for (k, v) in &mut row.extra {
+                        *k = clean(k);
+                        *v = clean(v);
                     }
-                    row
+                    StatsRow { id, stats: row }
                 })
                 .collect(),
         ))
@@ -590,7 +644,7 @@ impl Backend {
             .map(Some)
             .map_err(|message| BackendError::Unavailable {
                 plugin: self.plugin.name.clone(),
-                message: cap(&proxy_url::mask(&message), 300),
+                message: clean_capped(&message, 300),
             })
     }
 }
@@ -606,7 +660,7 @@ fn panic_message(stderr: &str) -> Option<String> {
             } else {
                 format!("panicked: {detail} ({})", line.trim().trim_end_matches(':'))
             };
-            return Some(cap(&msg, 300));
+            return Some(clean_capped(&msg, 300));
         }
     }
     None
@@ -616,8 +670,8 @@ fn panic_message(stderr: &str) -> Option<String> {
 /// names looked up) on a blocking thread: a grant that cannot work makes
 /// the backend unavailable, naming it.
 async fn resolve_policy(plugin: &str, config: &PluginConfig) -> Result<Policy, BackendError> {
-    let grants = config.grants.clone();
-    let resolved = tokio::task::spawn_blocking(move || Policy::resolve(&grants)).await;
+    let (grants, host) = (config.grants.clone(), config.host.clone());
+    let resolved = tokio::task::spawn_blocking(move || Policy::resolve(&grants, &host)).await;
     let unavailable = |message: String| BackendError::Unavailable {
         plugin: plugin.to_string(),
         message,

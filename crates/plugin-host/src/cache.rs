@@ -61,10 +61,20 @@ impl CompileCache {
         };
         let path = dir.join(format!("{}.cwasm", Self::key(engine, bytes)));
         if path.is_file() {
+            // Deserializing is loading native code: only from a directory
+            // and a file that nobody but this user can have written.
+            if let Err(why) = private(dir).and_then(|_| private(&path)) {
+                tracing::warn!(
+                    "not using the compiled plugin cache ({why}); compiling instead (fix: chmod 700 {} and remove foreign files)",
+                    dir.display()
+                );
+                return Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
+            }
             // SAFETY: the file is one this cache wrote from a component it
             // compiled (the name is a hash of the source and the engine), in
-            // the user's own cache directory. wasmtime still checks its
-            // header and engine compatibility and fails cleanly otherwise.
+            // a directory and a file only this user can write (checked just
+            // above). wasmtime still checks its header and engine
+            // compatibility and fails cleanly otherwise.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(c) => return Ok((c, CacheOutcome::Hit)),
                 Err(e) => {
@@ -80,9 +90,65 @@ impl CompileCache {
     }
 }
 
+/// `path` is owned by this user and writable by no one else.
+fn private(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}, not {me}",
+            path.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o})",
+            path.display(),
+            m.mode() & 0o777
+        ));
+    }
+    if m.file_type().is_symlink() {
+        return Err(format!("{} is a symbolic link", path.display()));
+    }
+    Ok(())
+}
+
 fn store(dir: &Path, path: &Path, component: &Component) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    private(dir).map_err(|why| anyhow::anyhow!("{why}"))?;
     let bytes = component.serialize()?;
     ytdlp_contract::atomic_file::write(path, &bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_private_files_count_as_cache() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ytdlp-cache-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(private(&dir).is_ok());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            private(&dir)
+                .unwrap_err()
+                .contains("writable by group or others")
+        );
+        let f = dir.join("x.cwasm");
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(private(&f).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -482,25 +482,29 @@ async fn stats_check(
     };
     let mut problems = Vec::new();
     for row in &rows {
-        if proxy_url::validate(&row.url).is_err() {
-            problems.push(format!("`{}` is not a proxy URL", row.url));
+        if row.id.is_none() {
+            problems.push(format!("`{}` is not a proxy URL", row.stats.url));
         }
-        if u64::from(row.consecutive_failures) > row.failures {
+        if u64::from(row.stats.consecutive_failures) > row.stats.failures {
             problems.push(format!(
                 "{}: consecutive-failures {} > failures {}",
-                row.url, row.consecutive_failures, row.failures
+                row.stats.url, row.stats.consecutive_failures, row.stats.failures
             ));
         }
     }
     let mut seen = std::collections::HashSet::new();
     for row in &rows {
-        if !seen.insert(row.url.as_str()) {
-            problems.push(format!("{} is listed twice", row.url));
+        if let Some(id) = &row.id
+            && !seen.insert(id.as_str())
+        {
+            problems.push(format!("{} ({id}) is listed twice", row.stats.url));
         }
     }
     let listed = handed_out.map(|p| {
-        let masked = p.to_string();
-        rows.iter().find(|row| row.url == masked)
+        let id = p.id();
+        rows.iter()
+            .find(|row| row.id.as_deref() == Some(&id))
+            .map(|row| &row.stats)
     });
     let summary = format!("{} row(s)", rows.len());
     if !problems.is_empty() {

@@ -18,11 +18,13 @@ pub mod bindings;
 pub mod cache;
 pub mod conformance;
 pub mod engine;
+pub mod handle;
 pub mod loading;
 pub mod runtime;
 pub mod sandbox;
 
-pub use backend::{Backend, BackendError, Call, FailureReport, ProxyChoice};
+pub use backend::{Backend, BackendError, Call, FailureReport, ProxyChoice, StatsRow};
 pub use cache::{CacheOutcome, CompileCache};
+pub use handle::BackendHandle;
 pub use loading::{CatalogEntry, LoadError, Plugin, Source};
 pub use runtime::PluginRuntime;

@@ -6,11 +6,10 @@
 //!
 //! Counted from the queue's observer (every end, never dropped), from a
 //! wrapper around the proxy source (every plugin call, timed, and every
-//! failure reported), and at scrape time (queue gauges, the backend's
-//! proxy states).
+//! failure reported, with the proxy's id), and at scrape time (queue
+//! gauges, the backend's proxy states, each row with its proxy's id).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,16 +19,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use ytdlp_contract::{FailureKind, Options, ProxyState, ProxyStats, ProxyUrl, proxy_url};
+use ytdlp_contract::{FailureKind, Options, ProxyState, ProxyUrl};
 use ytdlp_host_core::{DownloadStatus, Host, ProxySource, QueueObserver, State};
-use ytdlp_host_plugin_host::{BackendError, FailureReport, ProxyChoice};
+use ytdlp_host_plugin_host::{BackendError, FailureReport, ProxyChoice, StatsRow};
 use ytdlp_host_ytdlp::BoxFuture;
 
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Masked URL -> id entries kept for the stats rows (a backend handing out
-/// more distinct proxies than this gets ids from the masked URL).
-const MAX_KNOWN_PROXIES: usize = 10_000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -86,9 +82,6 @@ pub struct Metrics {
     queue_depth: Gauge,
     workers_busy: Gauge,
     finished_kept: Gauge,
-    /// Masked proxy URL -> id, learnt from the calls that carry the URL
-    /// itself (the backend's stats show only the masked one).
-    ids: Mutex<HashMap<String, String>>,
 }
 
 impl Default for Metrics {
@@ -112,7 +105,6 @@ impl Metrics {
             queue_depth: Gauge::default(),
             workers_busy: Gauge::default(),
             finished_kept: Gauge::default(),
-            ids: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
         registry.register(
@@ -179,46 +171,24 @@ impl Metrics {
             .inc();
     }
 
-    fn remember(&self, proxy: &ProxyUrl) -> String {
-        let id = proxy.id();
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.len() < MAX_KNOWN_PROXIES {
-            ids.entry(proxy.to_string()).or_insert_with(|| id.clone());
-        }
-        id
-    }
-
-    /// The id of a proxy known by its masked URL only: the one learnt from
-    /// its calls, else the id of the masked URL (the same when the URL has
-    /// no password).
-    pub fn id_of_masked(&self, masked: &str) -> String {
-        if let Some(id) = self
-            .ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(masked)
-        {
-            return id.clone();
-        }
-        match proxy_url::validate(masked) {
-            Ok(p) => p.id(),
-            // Not a URL at all (a backend's own name for it): still a
-            // bounded, secret-free id.
-            Err(_) => {
-                use sha2::Digest;
-                let d = sha2::Sha256::digest(masked.as_bytes());
-                format!("x{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
-            }
-        }
+    /// The id of a stats row: the backend's (that of the proxy URL the
+    /// row names), else a hash of what it shows (a backend's own name for
+    /// a proxy): bounded, and never the text itself.
+    pub fn row_id(row: &StatsRow) -> String {
+        row.id.clone().unwrap_or_else(|| {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(row.stats.url.as_bytes());
+            format!("x{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
+        })
     }
 
     /// Sets the proxy-state gauges from the backend's rows (every proxy's
     /// current state 1, the others 0; proxies gone from the list go).
-    pub fn set_proxy_states(&self, rows: &[ProxyStats]) {
+    pub fn set_proxy_states(&self, rows: &[StatsRow]) {
         self.proxy_state.clear();
         for row in rows {
-            let proxy = self.id_of_masked(&row.url);
-            let now = match row.state {
+            let proxy = Metrics::row_id(row);
+            let now = match row.stats.state {
                 ProxyState::Active => "active",
                 ProxyState::CoolingDown(_) => "cooling-down",
                 ProxyState::Disabled => "disabled",
@@ -300,9 +270,6 @@ impl ProxySource for Observed {
             let t = Instant::now();
             let answer = self.inner.get_proxy(options).await;
             self.metrics.time(self.inner.name(), "get_proxy", t);
-            if let Ok(choice) = &answer {
-                self.metrics.remember(&choice.url);
-            }
             answer
         })
     }
@@ -327,11 +294,10 @@ impl ProxySource for Observed {
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let id = self.metrics.remember(proxy);
             self.metrics
                 .proxy_failures
                 .get_or_create(&ProxyKind {
-                    proxy: id,
+                    proxy: proxy.id(),
                     kind: failure.kind.name(),
                 })
                 .inc();
@@ -345,7 +311,7 @@ impl ProxySource for Observed {
     fn get_stats<'a>(
         &'a self,
         options: &'a Options,
-    ) -> BoxFuture<'a, Result<Option<Vec<ProxyStats>>, BackendError>> {
+    ) -> BoxFuture<'a, Result<Option<Vec<StatsRow>>, BackendError>> {
         Box::pin(async move {
             let t = Instant::now();
             let answer = self.inner.get_stats(options).await;

@@ -332,8 +332,8 @@ async fn stats(State(ctx): State<Ctx>) -> Response {
             let rows: Vec<StatsRow> = rows
                 .into_iter()
                 .map(|r| {
-                    let id = ctx.metrics.id_of_masked(&r.url);
-                    StatsRow::new(r, id)
+                    let id = Metrics::row_id(&r);
+                    StatsRow::new(r.stats, id)
                 })
                 .collect();
             axum::Json(rows).into_response()

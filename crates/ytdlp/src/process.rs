@@ -5,20 +5,23 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use ytdlp_contract::{FailureKind, ProxyUrl};
 
-use crate::args;
+use crate::args::{self, ProxyVia};
 use crate::classify::{self, failure_message};
 use crate::run::{BoxFuture, Progress, RunOutcome, RunSpec, Runner, deadline_message};
-use crate::spawn::{self, GroupGuard, kill_group};
+use crate::spawn::{self, Group, STOP_GRACE, read_line_bounded};
 
-const PROGRESS_PREFIX: &str = "[progress] ";
-const FINAL_PREFIX: &str = "[final] ";
 /// Keep at most this much of stderr (the end matters).
 const STDERR_KEEP: usize = 64 * 1024;
+/// Longest stdout line read (a progress line is a few hundred bytes).
+const MAX_LINE: usize = 64 * 1024;
+/// How long stderr may stay open after yt-dlp exited (a grandchild holding
+/// it must not hang the download).
+const STDERR_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// One yt-dlp process per attempt; any yt-dlp, the standalone binary too.
 #[derive(Debug, Clone, Copy, Default)]
@@ -38,11 +41,32 @@ impl Runner for ProcessRunner {
     }
 }
 
-/// The argv after the program name: the host's options, the output markers
-/// this runner reads, the user's options, then the URL after `--` so that
-/// no URL is ever read as an option.
-pub fn argv(spec: &RunSpec) -> Vec<OsString> {
-    let mut a: Vec<OsString> = args::host_options(spec)
+/// The markers this runner's output template prints before a progress
+/// line and the final path. A nonce per run, so nothing the user's own
+/// `--print` writes can pass for one (the host deletes the partial file it
+/// names on cancel).
+struct Markers {
+    progress: String,
+    final_path: String,
+}
+
+impl Markers {
+    fn new() -> Markers {
+        use std::hash::BuildHasher;
+        let nonce = std::hash::RandomState::new().hash_one(Instant::now());
+        Markers {
+            progress: format!("[progress-{nonce:016x}] "),
+            final_path: format!("[final-{nonce:016x}] "),
+        }
+    }
+}
+
+/// The argv after the program name: the host's options (the proxy URL
+/// goes on stdin, see [`run`]), the output markers this runner reads, the
+/// user's options, then the URL after `--` so that no URL is ever read as
+/// an option.
+fn argv(spec: &RunSpec, markers: &Markers) -> Vec<OsString> {
+    let mut a: Vec<OsString> = args::host_options(spec, ProxyVia::ConfigOnStdin)
         .into_iter()
         .map(OsString::from)
         .collect();
@@ -52,10 +76,11 @@ pub fn argv(spec: &RunSpec) -> Vec<OsString> {
     push("--progress");
     push("--progress-template");
     push(&format!(
-        "download:{PROGRESS_PREFIX}%(progress.{{status,downloaded_bytes,total_bytes,total_bytes_estimate,speed,eta,filename,tmpfilename}})j"
+        "download:{}%(progress.{{status,downloaded_bytes,total_bytes,total_bytes_estimate,speed,eta,filename,tmpfilename}})j",
+        markers.progress
     ));
     push("--print");
-    push(&format!("after_move:{FINAL_PREFIX}%(filepath)s"));
+    push(&format!("after_move:{}%(filepath)s", markers.final_path));
     for x in &spec.extra_args {
         push(x);
     }
@@ -64,16 +89,22 @@ pub fn argv(spec: &RunSpec) -> Vec<OsString> {
     a
 }
 
-/// Runs yt-dlp once, calling `on_progress` for each progress line.
+/// Runs yt-dlp once, calling `on_progress` for each progress line. The
+/// proxy URL (credentials and all) reaches yt-dlp as a config file on its
+/// stdin (`--config-locations -`), never in its argv, which any local user
+/// can read in `ps`.
 pub async fn run(spec: &RunSpec, on_progress: &mut (dyn FnMut(Progress) + Send)) -> RunOutcome {
     let started = Instant::now();
+    let markers = Markers::new();
     let mut cmd = spawn::command(&spec.program);
-    cmd.args(argv(spec))
-        .stdin(Stdio::null())
+    cmd.args(argv(spec, &markers))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    // Dropped before the end (a cancelled download), the group is stopped
+    // and the partial file removed.
+    let mut group = match Group::spawn(&mut cmd) {
+        Ok(g) => g,
         Err(e) => {
             return RunOutcome::failed(
                 FailureKind::Host,
@@ -82,17 +113,15 @@ pub async fn run(spec: &RunSpec, on_progress: &mut (dyn FnMut(Progress) + Send))
             );
         }
     };
-    let pid = child.id();
-    // Until the run ends normally, dropping this (a cancelled download)
-    // kills the whole group and removes the partial file.
-    let mut guard = GroupGuard {
-        pid,
-        partial: None,
-        armed: true,
-    };
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let stderr_task = tokio::spawn(async move {
+    if let Some(mut stdin) = group.child().stdin.take() {
+        let config = args::proxy_config(spec);
+        // A failed write shows as yt-dlp's own error.
+        let _ = stdin.write_all(config.as_bytes()).await;
+        drop(stdin);
+    }
+    let stdout = group.child().stdout.take().expect("piped stdout");
+    let mut stderr = group.child().stderr.take().expect("piped stderr");
+    let mut stderr_task = tokio::spawn(async move {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
@@ -110,37 +139,44 @@ pub async fn run(spec: &RunSpec, on_progress: &mut (dyn FnMut(Progress) + Send))
     });
 
     let mut file = None;
-    let mut lines = BufReader::new(stdout).lines();
+    let mut stdout = BufReader::new(stdout);
     let work = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(json) = line.strip_prefix(PROGRESS_PREFIX) {
+        while let Ok(Some(line)) = read_line_bounded(&mut stdout, MAX_LINE).await {
+            if let Some(json) = line.strip_prefix(&markers.progress) {
                 if let Ok(p) = serde_json::from_str::<Progress>(json) {
                     if let Some(tmp) = &p.tmpfilename {
-                        guard.partial = Some(PathBuf::from(tmp));
+                        group.set_partial(PathBuf::from(tmp));
                     }
                     on_progress(p);
                 }
-            } else if let Some(path) = line.strip_prefix(FINAL_PREFIX) {
+            } else if let Some(path) = line.strip_prefix(&markers.final_path) {
                 file = Some(PathBuf::from(path.trim_end()));
             }
         }
-        child.wait().await
+        group.wait().await
     };
     let waited = tokio::time::timeout(spec.deadline, work).await;
-    guard.armed = false;
     let status = match waited {
         Ok(status) => status.ok(),
         Err(_) => {
-            kill_group(pid);
-            let _ = stderr_task.await;
+            group.stop(STOP_GRACE).await;
+            stderr_task.abort();
+            // The host's own limit, not the proxy's fault: not retried
+            // through other proxies.
             return RunOutcome::failed(
-                FailureKind::Unknown,
+                FailureKind::Host,
                 deadline_message(spec.deadline),
                 started.elapsed(),
             );
         }
     };
-    let stderr = stderr_task.await.unwrap_or_default();
+    let stderr = match tokio::time::timeout(STDERR_AFTER_EXIT, &mut stderr_task).await {
+        Ok(joined) => joined.unwrap_or_default(),
+        Err(_) => {
+            stderr_task.abort();
+            String::new()
+        }
+    };
     let exit_code = status.and_then(|s| s.code());
     let success = status.is_some_and(|s| s.success());
     let failure = if success {
@@ -189,27 +225,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn argv_has_the_wrapper_options_and_the_url_last_after_dashdash() {
-        let a: Vec<String> = argv(&spec())
+    fn argv_of(s: &RunSpec) -> (Vec<String>, Markers) {
+        let m = Markers::new();
+        let a = argv(s, &m)
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect();
+        (a, m)
+    }
+
+    #[test]
+    fn argv_has_the_wrapper_options_and_the_url_last_after_dashdash() {
+        let (a, m) = argv_of(&spec());
         assert_eq!(a[0], "--ignore-config");
         let at = |k: &str| a.iter().position(|x| x == k).unwrap();
-        assert_eq!(a[at("--proxy") + 1], "http://u:p@127.0.0.1:3128");
+        // The proxy is not in the argv (anyone can read that), but in the
+        // config yt-dlp reads on its stdin.
+        assert_eq!(a[at("--config-locations") + 1], "-");
+        assert!(!a.iter().any(|x| x.contains("u:p@")), "{a:?}");
+        assert_eq!(
+            args::proxy_config(&spec()),
+            "--proxy 'http://u:p@127.0.0.1:3128'\n"
+        );
         assert_eq!(a[at("--socket-timeout") + 1], "1");
         assert_eq!(a[at("-o") + 1], "%(id)s.%(ext)s");
         assert!(at("--format") < at("--"));
         assert_eq!(&a[a.len() - 2..], ["--", "-not-an-option"]);
+        // Each run marks its lines with a nonce of its own.
+        assert!(a.iter().any(|x| x.contains(&m.progress)));
+        assert_ne!(m.progress, Markers::new().progress);
     }
 
     #[test]
     fn direct_runs_pass_an_empty_proxy() {
         let mut s = spec();
         s.proxy = None;
-        let a = argv(&s);
-        let i = a.iter().position(|x| x == "--proxy").unwrap();
-        assert_eq!(a[i + 1], "");
+        assert_eq!(args::proxy_config(&s), "--proxy ''\n");
     }
 }

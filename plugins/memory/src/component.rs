@@ -46,6 +46,15 @@ impl Backend for Memory {
                 }
                 let had_state = !saved.entries.is_empty();
                 state::apply(&mut engine, saved, &init.proxies, now);
+                if init.read_only {
+                    // A query: what it hands out or reads changes nothing.
+                    engine.track_changes(false);
+                    return Ok(Memory {
+                        engine,
+                        store: None,
+                        store_warned: false,
+                    });
+                }
                 // Compact at start only when the journal has grown; a new
                 // state (or a changed list) is written by the first save.
                 let result = if !had_state || store.journal_lines() > 1024 {

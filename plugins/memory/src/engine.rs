@@ -302,6 +302,7 @@ pub const INIT_OPTIONS: &[&str] = &[
     "site_ban_ms",
     "seed",
     "state_dir",
+    "read_only",
 ];
 
 /// Parsed init options.
@@ -311,6 +312,8 @@ pub struct Init {
     pub proxies: Vec<(String, u32)>,
     pub seed: Option<u64>,
     pub state_dir: Option<String>,
+    /// Read the saved state, never write it (`proxies stats`, `proxies get`).
+    pub read_only: bool,
 }
 
 impl Init {
@@ -350,6 +353,7 @@ impl Init {
                 "site_ban_ms" => s.site_ban_ms = parse_num(key, v, 0, MAX_WINDOW_MS)?,
                 "seed" => init.seed = Some(parse_num(key, v, 0, u64::MAX)?),
                 "state_dir" => init.state_dir = Some(v.to_string()),
+                "read_only" => init.read_only = parse_bool(key, v)?,
                 other => {
                     if let Some(refusal) = unknown(other, INIT_OPTIONS) {
                         return Err(refusal);

@@ -205,18 +205,39 @@ impl Store {
         }
         if self.journal.is_none() {
             std::fs::create_dir_all(&self.dir)?;
-            self.journal = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join(JOURNAL))?,
-            );
+            let path = self.dir.join(JOURNAL);
+            // A crash mid-write leaves a torn last line without its newline:
+            // end it first, or the next line would be glued onto it and be
+            // lost with it.
+            let torn = !ends_with_newline(&path)?;
+            let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
+            if torn {
+                f.write_all(b"\n")?;
+            }
+            self.journal = Some(f);
         }
         let f = self.journal.as_mut().expect("just opened");
         f.write_all(&buf)?;
         self.journal_lines += n;
         Ok(())
     }
+}
+
+/// An empty or missing file, or one whose last byte is a newline.
+fn ends_with_newline(path: &std::path::Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    if f.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// Rebuilds an engine's health from saved state: proxies still configured
@@ -332,6 +353,44 @@ mod tests {
         // The readable journal line was kept; the torn one skipped.
         assert_eq!(e.stats(0)[0].successes, 3);
         assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    fn a_line_after_a_torn_one_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(&["http://a:1"]);
+        // A journal whose last line a crash cut short, and a store that did
+        // not compact it at start.
+        std::fs::write(
+            dir.path().join(JOURNAL),
+            b"{\"Entry\":{\"url\":\"http://a:1\",\"health\":\"Active\",\"successes\":1}}\n{\"Entry\":{\"url",
+        )
+        .unwrap();
+        let mut store = Store::new(dir.path());
+        e.success("http://a:1", 1);
+        e.success("http://a:1", 2);
+        store.save_changes(&mut e, 2).unwrap();
+        let (e2, warnings) = reopen(dir.path(), &["http://a:1"], 3);
+        assert_eq!(warnings.len(), 1, "only the torn line: {warnings:?}");
+        assert_eq!(
+            e2.stats(3)[0].successes,
+            2,
+            "the line written after it counts"
+        );
+    }
+
+    #[test]
+    fn snapshots_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(&["http://a:1"]);
+        let mut store = Store::new(dir.path());
+        store.snapshot(&mut e, 0).unwrap();
+        store.snapshot(&mut e, 1).unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 
     #[test]

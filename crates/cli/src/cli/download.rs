@@ -1,15 +1,18 @@
 //! `ytdlp-host download`: URLs and batch files, N at once, with progress
 //! bars on a terminal, plain one-line events otherwise, or JSON events.
 
+use super::output::{say, tell};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::sync::broadcast::error::RecvError;
-use ytdlp_host_core::{DownloadRequest, DownloadResult, Event, HostBuilder, State, Status};
+use ytdlp_host_core::{
+    BuildError, DownloadRequest, DownloadResult, Event, HostBuilder, State, Status,
+};
 
 use super::DownloadArgs;
 
@@ -70,8 +73,6 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
     if let Some(r) = args.runner {
         builder = builder.runner(r);
     }
-    let host = builder.build().await?;
-    let mut events = host.subscribe();
     let mode = if args.json {
         Mode::Json
     } else if std::io::stderr().is_terminal() {
@@ -84,6 +85,33 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
         total: lines.len(),
         finished: 0,
     };
+    let host = match builder.build().await {
+        Ok(host) => host,
+        // No backend, no download (never one from this machine's address
+        // instead): every URL fails with the reason, and the batch ends as
+        // any batch does.
+        Err(BuildError::Backend(e)) => {
+            let mut results = Vec::new();
+            let mut bad = Vec::new();
+            for (n, line) in lines.into_iter().enumerate() {
+                match line {
+                    Line::Url(url) => {
+                        let r = DownloadResult::not_started(
+                            format!("0-{}", n + 1),
+                            url,
+                            format!("{e}; nothing was downloaded"),
+                        );
+                        view.result(&r)?;
+                        results.push(r);
+                    }
+                    Line::Bad { line, text } => bad.push(bad_line(&args, line, &text)),
+                }
+            }
+            return finish(&args, &mut view, results, bad, 0, started, false);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut events = host.subscribe();
     let mut bad = Vec::new();
     let mut ids = Vec::new();
     for line in lines {
@@ -92,19 +120,13 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
                 Ok(id) => ids.push(id),
                 Err(e) => bad.push(format!("{url}: {e}")),
             },
-            Line::Bad { line, text } => bad.push(format!(
-                "{} line {line}: `{text}` is not a URL",
-                args.batch_file
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            )),
+            Line::Bad { line, text } => bad.push(bad_line(&args, line, &text)),
         }
     }
     for b in &bad {
-        eprintln!("skipped: {b}");
-        view.finished += 1;
+        tell!("skipped: {b}");
     }
+    view.finished += bad.len();
     // Results come from the host's table (never lost); the event stream
     // feeds the display and may drop progress under load.
     let mut waits = tokio::task::JoinSet::new();
@@ -116,8 +138,9 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
     let mut results: Vec<DownloadResult> = Vec::new();
     let mut cancelled = 0;
     // yt-dlp runs in its own process group, so a Ctrl-C at the terminal
-    // reaches only us: cancel everything (killing those groups) and report.
-    let interrupt = super::shutdown_signal();
+    // reaches only us: cancel everything (killing those groups) and report;
+    // a second signal exits at once.
+    let interrupt = super::stop_then_force(super::StopSignals::new()?);
     tokio::pin!(interrupt);
     let mut interrupted = false;
     loop {
@@ -125,7 +148,7 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
             biased;
             signal = &mut interrupt, if !interrupted => {
                 interrupted = true;
-                eprintln!("{signal}: cancelling {} download(s)", host.pending());
+                tell!("{signal}: cancelling {} download(s)", host.pending());
                 let h = host.clone();
                 tokio::spawn(async move { h.shutdown(Duration::ZERO).await });
             }
@@ -148,6 +171,38 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
             },
         }
     }
+    finish(
+        &args,
+        &mut view,
+        results,
+        bad,
+        cancelled,
+        started,
+        interrupted,
+    )
+}
+
+fn bad_line(args: &DownloadArgs, line: usize, text: &str) -> String {
+    format!(
+        "{} line {line}: `{text}` is not a URL",
+        args.batch_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    )
+}
+
+/// The end of every batch, however it went: a line per failed URL, the
+/// summary, the exit code.
+fn finish(
+    args: &DownloadArgs,
+    view: &mut View,
+    results: Vec<DownloadResult>,
+    bad: Vec<String>,
+    cancelled: usize,
+    started: Instant,
+    interrupted: bool,
+) -> Result<ExitCode> {
     view.close();
     let failed: Vec<&DownloadResult> = results
         .iter()
@@ -155,7 +210,7 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
         .collect();
     for r in &failed {
         let kind = r.kind.map(|k| format!("{k}, ")).unwrap_or_default();
-        eprintln!(
+        tell!(
             "failed: {} ({kind}{} attempt{}): {}",
             r.url,
             r.attempts.len(),
@@ -165,12 +220,10 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
     }
     let summary = Summary::of(&results, bad.len(), cancelled, started.elapsed());
     if args.json {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer(&mut out, &summary)?;
-        writeln!(out)?;
+        say!("{}", serde_json::to_string(&summary)?);
     }
     if results.len() + bad.len() + cancelled > 1 || !failed.is_empty() || cancelled > 0 {
-        eprintln!("{}", summary.line());
+        tell!("{}", summary.line());
     }
     if interrupted {
         return Ok(ExitCode::from(130));
@@ -265,9 +318,7 @@ impl View {
             // Results are printed from the host's table, not the stream.
             (_, Event::Done { .. } | Event::Failed { .. }) => {}
             (Mode::Json, e) => {
-                let mut out = std::io::stdout().lock();
-                serde_json::to_writer(&mut out, e)?;
-                writeln!(out)?;
+                say!("{}", serde_json::to_string(e)?);
             }
             (Mode::Bars(bars), e) => bars.event(e),
             (
@@ -278,7 +329,7 @@ impl View {
                     attempt,
                     proxy,
                 },
-            ) => eprintln!(
+            ) => tell!(
                 "started {id} {url} via {} (attempt {attempt})",
                 proxy.as_deref().unwrap_or("no proxy")
             ),
@@ -288,7 +339,7 @@ impl View {
                     id, attempt, kind, ..
                 },
             ) => {
-                eprintln!("retrying {id}: attempt {attempt} failed ({kind})")
+                tell!("retrying {id}: attempt {attempt} failed ({kind})")
             }
             (Mode::Plain, _) => {}
         }
@@ -304,9 +355,7 @@ impl View {
                 } else {
                     Event::Failed { result: r.clone() }
                 };
-                let mut out = std::io::stdout().lock();
-                serde_json::to_writer(&mut out, &e)?;
-                writeln!(out)?;
+                say!("{}", serde_json::to_string(&e)?);
             }
             Mode::Bars(bars) => {
                 bars.finish(&r.id, self.finished, self.total);
@@ -316,7 +365,7 @@ impl View {
             }
             Mode::Plain => {
                 if r.status == Status::Done {
-                    println!("done {} -> {}", r.url, file_of(r));
+                    say!("done {} -> {}", r.url, file_of(r));
                 }
             }
         }
@@ -376,10 +425,10 @@ impl Bars {
                     );
                     b
                 });
-                bar.set_message(format!(
+                bar.set_message(super::output::clean_line(&format!(
                     "{url} via {}",
                     proxy.as_deref().unwrap_or("no proxy")
-                ));
+                )));
                 bar.set_position(0);
             }
             Event::Progress { id, progress, .. } => {
@@ -406,6 +455,6 @@ impl Bars {
     }
 
     fn println(&self, line: String) {
-        let _ = self.multi.println(line);
+        let _ = self.multi.println(super::output::clean_line(&line));
     }
 }

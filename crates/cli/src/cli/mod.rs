@@ -3,9 +3,12 @@
 //! own module: `download`, `proxies`, `plugins`.
 
 mod download;
+mod output;
 mod plugins;
 mod proxies;
 mod token;
+
+use output::{say, tell};
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,8 +18,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+use ytdlp_contract::FailureKind;
 use ytdlp_contract::options::is_host_key;
-use ytdlp_contract::{FailureKind, proxy_url};
 use ytdlp_host_config::{self as config, NoProxyPolicy, RunnerKind};
 use ytdlp_host_core::HostBuilder;
 use ytdlp_host_ytdlp::locate;
@@ -26,7 +29,7 @@ use ytdlp_host_ytdlp::locate;
     name = "ytdlp-host",
     version,
     about = "Run yt-dlp behind rotating proxies chosen by WebAssembly plugins",
-    after_help = "Config: --config FILE, else ./ytdlp-host.toml, else $XDG_CONFIG_HOME/ytdlp-host/config.toml.\nLogs: -v/-vv, or YTDLP_HOST_LOG=debug."
+    after_help = "Config: --config FILE, else $XDG_CONFIG_HOME/ytdlp-host/config.toml (never one from the current directory; paths in it are relative to its directory).\nLogs: -v/-vv, or YTDLP_HOST_LOG=debug."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -92,13 +95,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Downloads running at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_JOBS))]
     pub max_concurrent: usize,
     /// Downloads waiting or running at most; more get 503.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub queue_limit: usize,
-    /// On SIGINT/SIGTERM, how long running downloads may finish.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    /// On SIGINT/SIGTERM/SIGHUP, how long running downloads may finish (a
+    /// second signal stops at once).
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=config::MAX_GRACE_SECS))]
     pub grace_secs: u64,
 }
 
@@ -120,13 +124,14 @@ pub struct DownloadArgs {
     #[arg(long)]
     pub no_proxy_manager: bool,
     /// Attempts per URL, each through another proxy [default: 3].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=config::MAX_ATTEMPTS as i64))]
     pub max_attempts: Option<u32>,
-    /// When the backend has no proxy: download directly, or fail the URL [default: direct].
+    /// When the backend has no proxy: download directly, or fail the URL [default: fail when
+    /// any proxy or a plugin of your own is configured, direct only when none is].
     #[arg(long, value_name = "POLICY", value_parser = named::<NoProxyPolicy>(&NoProxyPolicy::NAMES))]
     pub on_no_proxy: Option<NoProxyPolicy>,
     /// Downloads at once (one backend shared by all).
-    #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
+    #[arg(short = 'j', long, default_value_t = 1, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_JOBS))]
     pub jobs: usize,
     /// How yt-dlp runs: warm Python workers, or one process per attempt [default: worker when
     /// yt-dlp's Python module imports, else process].
@@ -229,6 +234,9 @@ pub enum PluginsCommand {
     },
 }
 
+/// Most downloads at once (each may hold a yt-dlp process or worker).
+const MAX_JOBS: u64 = 256;
+
 /// A parser for one of a fixed list of names (listed in `--help`).
 fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
 where
@@ -254,20 +262,47 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// SIGINT or SIGTERM, whichever comes first; its name. The handlers are
-/// installed when this is called, not when the future is first polled: a
-/// signal right after `serve` says it listens is then a graceful stop, not
-/// the default action (death).
-pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = &'static str> + Send {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
+/// The signals that stop the host: SIGINT (Ctrl-C), SIGTERM, and SIGHUP (a
+/// closed terminal or SSH session: yt-dlp runs in its own process group, so
+/// the terminal's hangup reaches only the host, which must take its
+/// children along).
+pub(crate) struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next stop signal's name.
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
         }
     }
+}
+
+/// The first stop signal; a second one, while the first is being handled
+/// (a graceful stop that takes too long), exits at once (the children die
+/// with the host: their parent-death signal).
+pub(crate) async fn stop_then_force(mut signals: StopSignals) -> &'static str {
+    let first = signals.recv().await;
+    tokio::spawn(async move {
+        let again = signals.recv().await;
+        tell!("{again} again: exiting now");
+        std::process::exit(130);
+    });
+    first
 }
 
 /// Entry point of the binary.
@@ -280,14 +315,14 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tell!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", proxy_url::mask(&format!("{e:#}")));
+            tell!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -306,7 +341,9 @@ fn init_logging(g: &Global) {
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every line cleaned (secrets redacted, control characters escaped),
+        // JSON lines too: a masked or redacted value stays a JSON string.
+        .with_writer(output::CleanStderrMaker)
         .with_target(false);
     let _ = if g.log_format == "json" {
         // One object per line, control characters escaped: a log collector
@@ -345,9 +382,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Download(args) => download::run(builder, args).await,
         Command::Serve(args) => serve(builder, args).await,
-        Command::Proxies(ProxiesCommand::Stats { json }) => proxies::stats(&builder, json).await,
+        // Queries: the bundled backend reads its saved health, writes none.
+        Command::Proxies(ProxiesCommand::Stats { json }) => {
+            proxies::stats(&builder.read_only(true), json).await
+        }
         Command::Proxies(ProxiesCommand::Get { for_url }) => {
-            proxies::get(&builder, for_url.as_deref()).await
+            proxies::get(&builder.read_only(true), for_url.as_deref()).await
         }
         Command::Proxies(ProxiesCommand::Add { urls }) => {
             proxies::change(&builder, &urls, true).await
@@ -387,7 +427,7 @@ async fn serve(builder: HostBuilder, args: ServeArgs) -> Result<ExitCode> {
             queue_limit: args.queue_limit,
             grace: Duration::from_secs(args.grace_secs),
         },
-        shutdown_signal(),
+        stop_then_force(StopSignals::new()?),
     )
     .await?;
     Ok(ExitCode::SUCCESS)
@@ -396,6 +436,6 @@ async fn serve(builder: HostBuilder, args: ServeArgs) -> Result<ExitCode> {
 fn setup() -> Result<ExitCode> {
     let exe = locate::install_private()?;
     let version = locate::version(&exe)?;
-    println!("yt-dlp {version} ready at {}", exe.display());
+    say!("yt-dlp {version} ready at {}", exe.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `ytdlp-host plugins ...`.
 
+use super::output::{say, tell};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -48,10 +49,10 @@ pub(crate) fn list(builder: &HostBuilder, json: bool) -> Result<ExitCode> {
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        say!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("plugin directory: {}", plugin_dir.display());
+    say!("plugin directory: {}", plugin_dir.display());
     for r in &rows {
         let source = match &r.path {
             Some(p) => p.display().to_string(),
@@ -60,7 +61,7 @@ pub(crate) fn list(builder: &HostBuilder, json: bool) -> Result<ExitCode> {
         match &r.error {
             None => {
                 let grants = describe_grants(&r.grants);
-                println!(
+                say!(
                     "{:16} contract {}  exports {:14} grants {}  {}",
                     r.name,
                     r.contract_version.as_deref().unwrap_or("?"),
@@ -69,7 +70,7 @@ pub(crate) fn list(builder: &HostBuilder, json: bool) -> Result<ExitCode> {
                     source
                 );
             }
-            Some(err) => println!("{:16} NOT LOADED: {err}  {source}", r.name),
+            Some(err) => say!("{:16} NOT LOADED: {err}  {source}", r.name),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -103,16 +104,16 @@ pub(crate) async fn check(builder: &HostBuilder, file: &Path) -> Result<ExitCode
     let plugin = match builder.runtime()?.load_file(&name, file) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{}: {e}", file.display());
+            tell!("{}: {e}", file.display());
             return Ok(ExitCode::FAILURE);
         }
     };
     let pc = builder.config_ref().plugin(&name);
     if let Err(e) = Backend::probe(&plugin, &pc).await {
-        eprintln!("{}: {e}", file.display());
+        tell!("{}: {e}", file.display());
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    say!(
         "{}: ok: contract {}, exports {}, {} imports, loaded in {:.1} ms ({:?})",
         file.display(),
         plugin.version,
@@ -129,31 +130,31 @@ pub(crate) async fn check(builder: &HostBuilder, file: &Path) -> Result<ExitCode
 /// the cache so that the first real use starts in milliseconds.
 pub(crate) async fn install(builder: &HostBuilder, file: &Path) -> Result<ExitCode> {
     let Some(name) = file.file_stem().and_then(|s| s.to_str()) else {
-        eprintln!("{}: refused: no file name", file.display());
+        tell!("{}: refused: no file name", file.display());
         return Ok(ExitCode::FAILURE);
     };
     if file.extension().is_none_or(|x| x != "wasm") {
-        eprintln!(
+        tell!(
             "{}: refused: a plugin file must end in .wasm (its name is the file stem)",
             file.display()
         );
         return Ok(ExitCode::FAILURE);
     }
     if name == config::BUNDLED_BACKEND {
-        eprintln!(
+        tell!(
             "{}: refused: the name `{name}` is the bundled plugin's; rename the file",
             file.display()
         );
         return Ok(ExitCode::FAILURE);
     }
     if let Err(e) = config::validate_plugin_name(name) {
-        eprintln!("{}: refused: {e}", file.display());
+        tell!("{}: refused: {e}", file.display());
         return Ok(ExitCode::FAILURE);
     }
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("{}: refused: cannot read: {e}", file.display());
+            tell!("{}: refused: cannot read: {e}", file.display());
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -162,12 +163,12 @@ pub(crate) async fn install(builder: &HostBuilder, file: &Path) -> Result<ExitCo
     let plugin = match runtime.load_bytes(name, Source::File(file.to_path_buf()), &bytes) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{}: refused: {e}", file.display());
+            tell!("{}: refused: {e}", file.display());
             return Ok(ExitCode::FAILURE);
         }
     };
     if let Err(e) = Backend::probe(&plugin, &builder.config_ref().plugin(name)).await {
-        eprintln!("{}: refused: {e}", file.display());
+        tell!("{}: refused: {e}", file.display());
         return Ok(ExitCode::FAILURE);
     }
     let compile = started.elapsed();
@@ -187,7 +188,7 @@ pub(crate) async fn install(builder: &HostBuilder, file: &Path) -> Result<ExitCo
         ),
         Err(e) => format!("warning: the installed copy did not load: {e}"),
     };
-    println!(
+    say!(
         "{} plugin `{name}` at {}: contract {}, {}; checked and compiled in {:.2} s ({:?}); {next}",
         if replaced { "replaced" } else { "installed" },
         dest.display(),
@@ -202,11 +203,11 @@ pub(crate) async fn install(builder: &HostBuilder, file: &Path) -> Result<ExitCo
         plugin.cache,
     );
     if builder.config_ref().plugin(name).grants.is_empty() {
-        println!(
+        say!(
             "it runs with no grants; give it any in the config under [plugins.{name}.grants], select it with --backend {name}"
         );
     } else {
-        println!("select it with --backend {name}");
+        say!("select it with --backend {name}");
     }
     Ok(if reload.is_ok() {
         ExitCode::SUCCESS
@@ -266,7 +267,7 @@ pub(crate) async fn test(
         conformance::run_loaded(loaded, name.clone(), &settings).await
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
     }

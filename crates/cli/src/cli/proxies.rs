@@ -1,18 +1,19 @@
 //! `ytdlp-host proxies ...`.
 
+use super::output::{say, tell};
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use ytdlp_contract::options::{HOST_SITE, HOST_URL};
-use ytdlp_contract::{FailureKind, ProxyState, ProxyStats, now_ms, proxy_url};
+use ytdlp_contract::{FailureKind, ProxyState, now_ms, proxy_url};
 use ytdlp_host_core::HostBuilder;
-use ytdlp_host_plugin_host::FailureReport;
 use ytdlp_host_plugin_host::loading;
+use ytdlp_host_plugin_host::{FailureReport, StatsRow};
 
 pub(crate) async fn stats(builder: &HostBuilder, json: bool) -> Result<ExitCode> {
     let mut backend = builder.start_backend().await?;
     let Some(stats) = backend.get_stats(&builder.call_options()).await? else {
-        eprintln!(
+        tell!(
             "plugin `{}` does not support stats (it does not export {})",
             backend.name(),
             loading::STATS_INTERFACE
@@ -20,7 +21,7 @@ pub(crate) async fn stats(builder: &HostBuilder, json: bool) -> Result<ExitCode>
         return Ok(ExitCode::FAILURE);
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        say!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
         print_stats_table(&stats);
     }
@@ -36,11 +37,16 @@ pub(crate) async fn get(builder: &HostBuilder, for_url: Option<&str>) -> Result<
     }
     match backend.get_proxy(&options).await {
         Ok(choice) => {
-            println!("{} (timeout {} ms)", choice.url, choice.timeout_ms);
+            say!(
+                "{} [{}] (timeout {} ms)",
+                choice.url,
+                choice.url.id(),
+                choice.timeout_ms
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{e}");
+            tell!("{e}");
             Ok(ExitCode::FAILURE)
         }
     }
@@ -48,7 +54,7 @@ pub(crate) async fn get(builder: &HostBuilder, for_url: Option<&str>) -> Result<
 
 pub(crate) async fn change(builder: &HostBuilder, urls: &[String], add: bool) -> Result<ExitCode> {
     for u in urls {
-        proxy_url::validate(u).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask(u)))?;
+        proxy_url::validate(u).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask_url(u)))?;
     }
     let mut backend = builder.start_backend().await?;
     let options = builder.call_options();
@@ -58,10 +64,10 @@ pub(crate) async fn change(builder: &HostBuilder, urls: &[String], add: bool) ->
         backend.remove_proxies(urls, &options).await?
     };
     match answer {
-        Some(n) if add => println!("added {n} new of {} proxies", urls.len()),
-        Some(n) => println!("removed {n} of {} proxies", urls.len()),
+        Some(n) if add => say!("added {n} new of {} proxies", urls.len()),
+        Some(n) => say!("removed {n} of {} proxies", urls.len()),
         None => {
-            eprintln!(
+            tell!(
                 "plugin `{}` does not support changing its proxy list (it does not export {})",
                 backend.name(),
                 loading::ADMIN_INTERFACE
@@ -79,8 +85,8 @@ pub(crate) async fn report(
     failure: Option<FailureKind>,
     count: u32,
 ) -> Result<ExitCode> {
-    let proxy =
-        proxy_url::validate(url).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask(url)))?;
+    let proxy = proxy_url::validate(url)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask_url(url)))?;
     let mut backend = builder.start_backend().await?;
     let options = builder.call_options();
     let started = std::time::Instant::now();
@@ -102,41 +108,97 @@ pub(crate) async fn report(
             (false, None) => bail!("give --success or --failure KIND"),
         }
     }
-    tracing::info!(
-        "{count} reports in {:.1} ms",
+    let what = match failure {
+        Some(kind) if !success => format!("{kind} failure"),
+        _ => "success".to_string(),
+    };
+    say!(
+        "reported {count} {what}{} for {} [{}] in {:.1} ms",
+        if count == 1 { "" } else { "s" },
+        proxy,
+        proxy.id(),
         started.elapsed().as_secs_f64() * 1000.0
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_stats_table(stats: &[ProxyStats]) {
-    if stats.is_empty() {
-        println!("no proxies");
+/// A time ahead, as a person reads it: "in 45 s", "in 12 min", "in 3 h".
+fn in_time(until_ms: u64) -> String {
+    let secs = until_ms.saturating_sub(now_ms()).div_ceil(1000);
+    match secs {
+        0 => "now".to_string(),
+        s if s < 120 => format!("in {s} s"),
+        s if s < 2 * 3600 => format!("in {} min", s.div_ceil(60)),
+        s => format!("in {} h", s.div_ceil(3600)),
+    }
+}
+
+/// An `extra` value as shown: ban times (`banned.SITE`, ms since the epoch)
+/// as a time ahead, the rest as given.
+fn show_extra(key: &str, value: &str) -> String {
+    match (key.starts_with("banned."), value.parse::<u64>()) {
+        (true, Ok(until)) => format!("{key} {}", in_time(until)),
+        _ => format!("{key}={value}"),
+    }
+}
+
+fn print_stats_table(rows: &[StatsRow]) {
+    if rows.is_empty() {
+        say!("no proxies");
         return;
     }
-    let width = stats.iter().map(|s| s.url.len()).max().unwrap_or(5).max(5);
-    println!(
-        "{:width$}  {:>9}  {:>8}  {:>6}  {:<24}  EXTRA",
-        "PROXY", "SUCCESSES", "FAILURES", "CONSEC", "STATE"
+    let width = rows
+        .iter()
+        .map(|r| r.stats.url.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    say!(
+        "{:width$}  {:9}  {:>9}  {:>8}  {:>6}  {:<24}  EXTRA",
+        "PROXY",
+        "ID",
+        "SUCCESSES",
+        "FAILURES",
+        "CONSEC",
+        "STATE"
     );
-    for s in stats {
+    for r in rows {
+        let s = &r.stats;
         let state = match &s.state {
             ProxyState::Active => "active".to_string(),
             ProxyState::Disabled => "disabled".to_string(),
-            ProxyState::CoolingDown(until) => {
-                let secs = until.saturating_sub(now_ms()).div_ceil(1000);
-                format!("cooling down ({secs} s)")
-            }
+            ProxyState::CoolingDown(until) => format!("cooling down ({})", in_time(*until)),
         };
-        let extra: Vec<String> = s.extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!(
-            "{:width$}  {:>9}  {:>8}  {:>6}  {:<24}  {}",
+        let extra: Vec<String> = s.extra.iter().map(|(k, v)| show_extra(k, v)).collect();
+        say!(
+            "{:width$}  {:9}  {:>9}  {:>8}  {:>6}  {:<24}  {}",
             s.url,
+            r.id.as_deref().unwrap_or("-"),
             s.successes,
             s.failures,
             s.consecutive_failures,
             state,
             extra.join(" ")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ban_times_read_as_times_ahead() {
+        let now = now_ms();
+        assert_eq!(
+            show_extra("banned.example.com", &(now + 30_000).to_string()),
+            "banned.example.com in 30 s"
+        );
+        assert_eq!(
+            show_extra("banned.example.com", &(now + 720_000).to_string()),
+            "banned.example.com in 12 min"
+        );
+        assert_eq!(show_extra("failures.blocked", "3"), "failures.blocked=3");
+        assert_eq!(in_time(now), "now");
     }
 }

@@ -8,6 +8,8 @@ use anyhow::Result;
 use ytdlp_host_core::HostBuilder;
 use ytdlp_host_service::auth::{self, Scope};
 
+use super::{say, tell};
+
 pub(crate) fn new(builder: &HostBuilder, read_only: bool, file: Option<&Path>) -> Result<ExitCode> {
     let path = match file {
         Some(f) => f.to_path_buf(),
@@ -17,8 +19,8 @@ pub(crate) fn new(builder: &HostBuilder, read_only: bool, file: Option<&Path>) -
     let token = auth::new_token()?;
     auth::append_token(&path, &token, scope)?;
     // The token alone on stdout (for a script); the rest on stderr.
-    println!("{token}");
-    eprintln!(
+    say!("{token}");
+    tell!(
         "a `{}` token; its SHA-256 is in {} (the token itself is not stored: keep it now). Clients send `Authorization: Bearer TOKEN`.",
         scope.name(),
         path.display()

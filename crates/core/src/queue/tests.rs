@@ -44,6 +44,7 @@ fn host(secs: u64, concurrency: usize, queue: usize) -> Host {
         yt_dlp: "yt-dlp".into(),
         max_attempts: 1,
         on_no_proxy: NoProxyPolicy::Direct,
+        direct_after_proxy: false,
         output: None,
         extra_args: Vec::new(),
         run_timeout: Duration::from_secs(3600),

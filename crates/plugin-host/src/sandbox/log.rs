@@ -1,13 +1,19 @@
 //! A plugin's stderr: each line goes to the host's log (as a warning that
-//! names the plugin), and the last few KiB are kept for the message of a
-//! trap. Writes never fail, so a chatty plugin cannot trap itself.
+//! names the plugin, cleaned of control characters and secrets, at most
+//! [`LINES_PER_SECOND`] a second), and the last few KiB are kept for the
+//! message of a trap. Writes never fail, so a chatty plugin cannot trap
+//! itself, nor flood the host's log.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How much of a plugin's stderr the host keeps (for panic messages).
 const STDERR_TAIL: usize = 16 * 1024;
 /// Longest line of a plugin's stderr that reaches the host's log.
 const STDERR_LINE: usize = 500;
+/// Lines of one plugin's stderr logged per second at most; the rest are
+/// counted and the count logged.
+pub const LINES_PER_SECOND: u32 = 20;
 
 #[derive(Clone)]
 pub struct GuestLog {
@@ -18,6 +24,45 @@ struct GuestLogInner {
     plugin: String,
     line: Vec<u8>,
     tail: Vec<u8>,
+    window: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl GuestLogInner {
+    fn log_line(&mut self, text: &str) {
+        let now = Instant::now();
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.flush_suppressed();
+            self.window = now;
+            self.logged = 0;
+        }
+        if self.logged < LINES_PER_SECOND {
+            self.logged += 1;
+            let text = ytdlp_host_text::clean(text);
+            let text = &text[..text.floor_char_boundary(STDERR_LINE)];
+            tracing::warn!("plugin `{}`: {text}", self.plugin);
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
+    fn flush_suppressed(&mut self) {
+        if self.suppressed > 0 {
+            tracing::warn!(
+                "plugin `{}`: {} more stderr line(s) not logged (at most {LINES_PER_SECOND} a second)",
+                self.plugin,
+                self.suppressed
+            );
+            self.suppressed = 0;
+        }
+    }
+}
+
+impl Drop for GuestLogInner {
+    fn drop(&mut self) {
+        self.flush_suppressed();
+    }
 }
 
 impl GuestLog {
@@ -27,6 +72,9 @@ impl GuestLog {
                 plugin: plugin.to_string(),
                 line: Vec::new(),
                 tail: Vec::new(),
+                window: Instant::now(),
+                logged: 0,
+                suppressed: 0,
             })),
         }
     }
@@ -50,9 +98,7 @@ impl GuestLog {
                 let text = String::from_utf8_lossy(&line);
                 let text = text.trim_end();
                 if !text.is_empty() {
-                    let text = ytdlp_contract::proxy_url::mask(text);
-                    let text = &text[..text.floor_char_boundary(STDERR_LINE)];
-                    tracing::warn!("plugin `{}`: {text}", g.plugin);
+                    g.log_line(text);
                 }
             } else if g.line.len() < STDERR_LINE * 4 {
                 g.line.push(b);

@@ -11,14 +11,15 @@
 pub mod http;
 pub mod limits;
 pub mod log;
+pub mod lookup;
 pub mod policy;
 pub mod tcp;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, StoreLimits};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use ytdlp_host_config::LimitsConfig;
@@ -39,6 +40,16 @@ pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
         .context("cannot link wasi:http into the plugin linker")?;
+    // Name lookups only of the names a plugin's TCP grants name: WASI's
+    // own, wrapped (see `lookup.rs`).
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
+        PluginState,
+        lookup::FilteredLookup,
+    >(&mut linker, PluginState::lookup_view)
+    .map_err(anyhow::Error::from)
+    .context("cannot link the filtered name lookup into the plugin linker")?;
+    linker.allow_shadowing(false);
     // The contract's types interface holds only types, but some toolchains
     // import it as an instance all the same.
     bindings::ytdlp::proxy::types::add_to_linker::<
@@ -52,12 +63,14 @@ pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
 
 /// The data of one plugin's Store.
 pub struct PluginState {
-    wasi: WasiCtx,
+    pub(crate) wasi: WasiCtx,
     http: WasiHttpCtx,
     http_hooks: http::HttpPolicy,
-    table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: limits::PluginLimiter,
     pub(crate) stderr: GuestLog,
+    /// Host names the plugin may look up (those its TCP grants name).
+    lookup_names: Vec<String>,
 }
 
 impl bindings::ytdlp::proxy::types::Host for PluginState {}
@@ -114,13 +127,16 @@ impl PluginState {
             b.allow_tcp(false);
         }
         b.allow_udp(false);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits::MAX_WASI_RESOURCES);
         Ok(PluginState {
             wasi: b.build(),
             http: WasiHttpCtx::new(),
             http_hooks: policy.http.clone(),
-            table: ResourceTable::new(),
-            limits: limits::store_limits(limits),
+            table,
+            limiter: limits::PluginLimiter::new(limits),
             stderr,
+            lookup_names: policy.tcp.names.clone(),
         })
     }
 }

@@ -13,6 +13,8 @@ pub struct TcpPolicy {
     rules: Vec<(IpAddr, Option<u16>)>,
     /// A grant named a host by name (the guest then needs name lookups).
     pub(crate) needs_name_lookup: bool,
+    /// The names granted, normalised: the only ones the guest may look up.
+    pub(crate) names: Vec<String>,
 }
 
 impl TcpPolicy {
@@ -26,6 +28,7 @@ impl TcpPolicy {
                 Ok(ip) => out.rules.push((ip, port)),
                 Err(_) => {
                     out.needs_name_lookup = true;
+                    out.names.push(super::lookup::normal(&host));
                     let addrs = (host.as_str(), port.unwrap_or(1))
                         .to_socket_addrs()
                         .with_context(|| format!("tcp: cannot resolve `{host}`"))?;

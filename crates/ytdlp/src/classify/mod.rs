@@ -8,8 +8,6 @@ pub mod signals;
 pub mod stderr;
 
 use ytdlp_contract::FailureKind;
-use ytdlp_contract::proxy_url;
-use ytdlp_contract::text::cap;
 
 pub use chain::ExcInfo;
 pub use signals::{Signals, decide};
@@ -32,14 +30,15 @@ pub fn classify_chain(
 }
 
 /// The failure message as both runners word it: the `ERROR:` line without
-/// yt-dlp's bug-report boilerplate, on one line, capped, masked.
+/// yt-dlp's bug-report boilerplate, on one line, capped, cleaned (it comes
+/// from a site as much as from yt-dlp).
 pub fn failure_message(line: &str) -> String {
     let line = line
         .split("; please report this issue")
         .next()
         .unwrap_or_default()
         .trim();
-    proxy_url::mask(&cap(&line.replace(['\r', '\n'], " "), 500))
+    ytdlp_host_text::clean_capped(&line.replace(['\r', '\n'], " "), 500)
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ fn messages_read_like_the_process_runners() {
     );
     assert_eq!(
         m,
-        "ERROR: [generic] x: boom (caused by ProxyError('http://u:***@h:1'))"
+        "ERROR: [generic] x: boom (caused by ProxyError('http://***@h:1'))"
     );
     assert_eq!(failure_message("ERROR: a\rb\nc"), "ERROR: a b c");
 }

@@ -170,7 +170,8 @@ pub fn check_args(args: &[String]) -> Result<(), String> {
 /// replace), then the user's.
 pub fn job_argv(spec: &RunSpec) -> Result<Vec<String>, String> {
     check_args(&spec.extra_args)?;
-    let mut a = args::host_options(spec);
+    // The argv goes to the worker over its stdin, not on a command line.
+    let mut a = args::host_options(spec, args::ProxyVia::Argv);
     a.extend(spec.extra_args.iter().cloned());
     Ok(a)
 }

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout};
 use ytdlp_contract::text::cap;
-use ytdlp_contract::{FailureKind, ProxyUrl, proxy_url};
+use ytdlp_contract::{FailureKind, ProxyUrl};
 use ytdlp_host_config::WorkerConfig;
 
 use super::options::job_argv;
@@ -21,7 +21,7 @@ use super::python::PythonSpec;
 use super::script::{SCRIPT, script_file};
 use crate::classify::{self, classify_chain, failure_message};
 use crate::run::{BoxFuture, Progress, RunOutcome, RunSpec, Runner, deadline_message};
-use crate::spawn::{self, kill_group};
+use crate::spawn::{self, Group, read_line_bounded};
 
 pub const DEFAULT_MAX_JOBS: u32 = 100;
 pub const DEFAULT_MAX_RSS_MIB: u64 = 1024;
@@ -32,6 +32,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const RSS_POLL: Duration = Duration::from_millis(500);
 /// Lines of a worker's stderr kept to explain its death.
 const STDERR_LINES: usize = 20;
+/// Longest line read from a worker (a done line carries an exception
+/// chain, capped by the worker).
+const MAX_LINE: usize = 256 * 1024;
 
 /// How the pool runs its workers.
 #[derive(Debug, Clone)]
@@ -59,10 +62,10 @@ impl PoolOptions {
 }
 
 struct Worker {
-    child: Child,
+    group: Group,
     pid: u32,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdout: BufReader<ChildStdout>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     ready: bool,
     jobs: u32,
@@ -70,7 +73,9 @@ struct Worker {
 
 impl Worker {
     fn spawn(opts: &PoolOptions, script: Option<&Path>) -> std::io::Result<Worker> {
-        let mut cmd = spawn::command(&opts.python.python);
+        // SIGTERM when the host dies: the worker then kills its own group,
+        // so what yt-dlp started (ffmpeg) goes too.
+        let mut cmd = spawn::command_dying_with(&opts.python.python, libc::SIGTERM);
         match script {
             Some(path) => cmd.arg(path),
             None => cmd.arg("-c").arg(SCRIPT),
@@ -81,18 +86,20 @@ impl Worker {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn()?;
-        let pid = child.id().unwrap_or_default();
+        let mut group = Group::spawn(&mut cmd)?;
+        let pid = group.pid();
+        let child = group.child();
         let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let stderr = child.stderr.take().expect("piped stderr");
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let keep = tail.clone();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                // yt-dlp may print a proxy URL with its credentials.
-                let line = proxy_url::mask(&line);
+            let mut stderr = BufReader::new(stderr);
+            while let Ok(Some(line)) = read_line_bounded(&mut stderr, MAX_LINE).await {
+                // yt-dlp may print a proxy URL with its credentials, and
+                // a site's text.
+                let line = ytdlp_host_text::clean(&line);
                 tracing::debug!("yt-dlp worker {pid}: {line}");
                 let mut t = keep.lock().unwrap_or_else(|e| e.into_inner());
                 if t.len() == STDERR_LINES {
@@ -102,7 +109,7 @@ impl Worker {
             }
         });
         Ok(Worker {
-            child,
+            group,
             pid,
             stdin,
             stdout,
@@ -115,7 +122,7 @@ impl Worker {
     /// Waits for the `ready` line (yt-dlp imported).
     async fn await_ready(&mut self) -> Result<(String, String), String> {
         loop {
-            match self.stdout.next_line().await {
+            match read_line_bounded(&mut self.stdout, MAX_LINE).await {
                 Ok(Some(line)) => match Event::parse(&line) {
                     Event::Ready { version, python } => {
                         self.ready = true;
@@ -131,7 +138,7 @@ impl Worker {
 
     /// Why the worker is gone (after its stdout closed).
     async fn death(&mut self) -> String {
-        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        let status = tokio::time::timeout(Duration::from_secs(2), self.group.wait()).await;
         let how = match status {
             Ok(Ok(s)) => {
                 use std::os::unix::process::ExitStatusExt;
@@ -167,12 +174,13 @@ impl Worker {
     }
 
     fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.group.alive()
     }
 
+    /// Kills the worker's group now (a reaped worker's group id may belong
+    /// to someone else already: then nothing is signalled).
     fn kill(&mut self) {
-        kill_group(Some(self.pid));
-        let _ = self.child.start_kill();
+        self.group.kill_now();
     }
 
     fn rss_bytes(&self) -> Option<u64> {
@@ -264,10 +272,11 @@ impl Drop for Busy<'_> {
                 self.job,
                 w.pid
             );
-            w.kill();
-            if let Some(p) = &self.partial {
-                let _ = std::fs::remove_file(p);
+            // Dropped, its group is killed and the partial file removed.
+            if let Some(p) = self.partial.take() {
+                w.group.set_partial(p);
             }
+            drop(w);
         }
     }
 }
@@ -466,7 +475,7 @@ impl WorkerPool {
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    line = w.stdout.next_line() => match line {
+                    line = read_line_bounded(&mut w.stdout, MAX_LINE) => match line {
                         Ok(Some(line)) => match Event::parse(&line) {
                             Event::Progress(j, p) if j == job => {
                                 if let Some(tmp) = &p.tmpfilename {
@@ -537,8 +546,9 @@ impl WorkerPool {
             }
             JobEnd::Deadline => {
                 self.inner.replace(w);
-                // The same kind and words as the process runner's deadline.
-                fail(FailureKind::Unknown, deadline_message(spec.deadline), None)
+                // The same kind and words as the process runner's deadline:
+                // the host's own limit, not retried through other proxies.
+                fail(FailureKind::Host, deadline_message(spec.deadline), None)
             }
         }
     }

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::classify::ExcInfo;
 use crate::run::Progress;
 
+/// The protocol's version, sent by the worker in `ready` (`worker.py`'s
+/// `PROTOCOL`).
+pub const PROTOCOL: u32 = 1;
+
 /// One job for a worker.
 #[derive(Debug, Serialize)]
 pub struct Request<'a> {
@@ -45,6 +49,8 @@ enum Line {
         version: String,
         #[serde(default)]
         python: String,
+        #[serde(default)]
+        protocol: u32,
     },
     Fatal {
         #[serde(default)]
@@ -78,7 +84,14 @@ pub enum Event {
 impl Event {
     pub fn parse(line: &str) -> Event {
         match serde_json::from_str::<Line>(line) {
-            Ok(Line::Ready { version, python }) => Event::Ready { version, python },
+            Ok(Line::Ready {
+                version,
+                python,
+                protocol,
+            }) if protocol == PROTOCOL => Event::Ready { version, python },
+            Ok(Line::Ready { protocol, .. }) => Event::Fatal(format!(
+                "the worker script speaks protocol {protocol}, this host {PROTOCOL}"
+            )),
             Ok(Line::Fatal { error }) => Event::Fatal(error),
             Ok(Line::Progress { job, progress }) => Event::Progress(job, progress),
             Ok(Line::Done(d)) => Event::Done(d),
@@ -103,8 +116,12 @@ mod tests {
         assert!(matches!(Event::parse("not json"), Event::Other));
         assert!(matches!(Event::parse(r#"{"event":"nope"}"#), Event::Other));
         assert!(matches!(
-            Event::parse(r#"{"event":"ready","version":"2026.10.26","python":"3.11.7","pid":1}"#),
+            Event::parse(r#"{"event":"ready","version":"2026.10.26","python":"3.11.7","pid":1,"protocol":1}"#),
             Event::Ready { version, .. } if version == "2026.10.26"
+        ));
+        assert!(matches!(
+            Event::parse(r#"{"event":"ready","version":"x","python":"3","protocol":7}"#),
+            Event::Fatal(e) if e.contains("protocol 7")
         ));
         let d = Event::parse(
             r#"{"event":"done","job":3,"ok":false,"retcode":1,"error":"ERROR: x","chain":[{"types":["builtins.TimeoutError"],"msg":"timed out"}]}"#,

@@ -13,6 +13,7 @@
 # Anything yt-dlp or its children print goes to stderr, never to the protocol.
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ PROTO = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 PROGRESS_EVERY = 0.1  # seconds between progress events (status changes always)
+PROTOCOL = 1  # the host checks it in `ready`
 
 
 def send(obj):
@@ -28,13 +30,20 @@ def send(obj):
     PROTO.flush()
 
 
+def kill_group(*_):
+    # This worker leads its own process group: end it whole, so nothing
+    # yt-dlp started (ffmpeg) outlives the job or the host.
+    os.killpg(0, signal.SIGKILL)
+
+
 def watch_parent():
-    # The host died (even by SIGKILL): do not outlive it mid-download.
+    # The host died (the kernel also sends SIGTERM then): do not outlive it
+    # mid-download.
     parent = os.getppid()
     while True:
         time.sleep(1)
         if os.getppid() != parent:
-            os._exit(3)
+            kill_group()
 
 
 def qualname(cls):
@@ -167,15 +176,22 @@ def main():
     except BaseException as e:  # noqa: BLE001
         send({"event": "fatal", "error": f"cannot import yt_dlp with {sys.executable}: {type(e).__name__}: {e}"})
         return 1
+    signal.signal(signal.SIGTERM, kill_group)
     threading.Thread(target=watch_parent, daemon=True).start()
     prewarm()
     send({"event": "ready", "version": yt_dlp.version.__version__, "python": sys.version.split()[0],
-          "pid": os.getpid()})
+          "pid": os.getpid(), "protocol": PROTOCOL})
     for line in sys.stdin:
         line = line.strip()
         if not line:
             continue
-        req = json.loads(line)
+        try:
+            req = json.loads(line)
+        except ValueError as e:
+            # A line that is not a request is answered, not fatal.
+            send({"event": "done", "job": None, "ok": False, "retcode": 2,
+                  "error": f"ERROR: bad request line: {e}", "chain": [], "options": True})
+            continue
         send(run_job(yt_dlp, req))
     return 0
 

@@ -15,21 +15,41 @@
 //!   `backend-unavailable("read ok: N bytes")` or `("read denied: ...")`;
 //! - `write-file`: get-proxy writes `target`, answers likewise;
 //! - `tcp`: get-proxy connects to `target` (host:port);
-//! - `env`: get-proxy reads the variable `target`.
+//! - `env`: get-proxy reads the variable `target`;
+//! - `pollables`: get-proxy opens WASI pollables until the host says no;
+//! - `stderr-flood`: get-proxy writes 20,000 lines to stderr, then behaves;
+//! - `count`: get-proxy answers `backend-unavailable("reports: N")`, N
+//!   the report-failure calls this instance finished;
+//! - `sleep-short` (report-failure): sleeps 300 ms, then counts the report;
+//! - init option `init` = `loop`: init never returns;
+//! - `escape`: every string it returns carries terminal escapes, NUL and a
+//!   newline that would forge a line of the host's output (no-proxy
+//!   message, stats rows); init refuses with such a message when the init
+//!   option `refuse` is `escape`.
 
 use std::cell::RefCell;
 use std::hint::black_box;
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "proxy-backend",
+    world: "proxy-backend-full",
 });
 
+use exports::ytdlp::proxy::admin::Guest as Admin;
 use exports::ytdlp::proxy::backend::Guest;
-use ytdlp::proxy::types::{Failure, GetProxyError, Options, Proxy};
+use exports::ytdlp::proxy::stats::Guest as Stats;
+use ytdlp::proxy::types::{
+    Failure, GetProxyError, NoProxy, Options, Proxy, ProxyState, ProxyStats,
+};
+
+/// What `escape` puts in every string: a colour escape, a NUL, and a
+/// newline followed by a line the host itself might print.
+const FORGED: &str =
+    "\u{1b}[31mred\u{0} and\ndone http://127.0.0.1/forged.mp4 -> /etc/passwd\u{1b}]0;title\u{7}";
 
 thread_local! {
     static INIT: RefCell<Options> = const { RefCell::new(Vec::new()) };
+    static REPORTS: RefCell<u64> = const { RefCell::new(0) };
 }
 
 fn opt(options: &Options, key: &str) -> Option<String> {
@@ -57,6 +77,15 @@ struct Hostile;
 
 impl Guest for Hostile {
     fn init(options: Options) -> Result<(), String> {
+        if opt(&options, "refuse").as_deref() == Some("escape") {
+            return Err(format!("refused: {FORGED}"));
+        }
+        if opt(&options, "init").as_deref() == Some("loop") {
+            let mut n: u64 = 0;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
         INIT.with(|i| *i.borrow_mut() = options);
         Ok(())
     }
@@ -113,6 +142,28 @@ impl Guest for Hostile {
                 Ok(v) => unavailable(format!("env ok: {v}")),
                 Err(e) => unavailable(format!("env denied: {e}")),
             },
+            "pollables" => {
+                #[cfg(target_family = "wasm")]
+                loop {
+                    // Each is a resource in the host's table, never dropped.
+                    std::mem::forget(wasi::clocks::monotonic_clock::subscribe_duration(
+                        1_000_000_000,
+                    ));
+                }
+                #[cfg(not(target_family = "wasm"))]
+                unavailable("pollables need wasm".to_string())
+            }
+            "stderr-flood" => {
+                for i in 0..20_000 {
+                    eprintln!("hostile plugin stderr line {i}");
+                }
+                Ok(good())
+            }
+            "count" => unavailable(format!("reports: {}", REPORTS.with(|r| *r.borrow()))),
+            "escape" => Err(GetProxyError::NoProxyAvailable(NoProxy {
+                message: format!("no proxy: {FORGED}"),
+                retry_at_ms: None,
+            })),
             _ => Ok(good()),
         }
     }
@@ -120,9 +171,44 @@ impl Guest for Hostile {
     fn report_success(_proxy_url: String, _options: Options) {}
 
     fn report_failure(_proxy_url: String, _failure: Failure, options: Options) {
-        if call_opt(&options, "mode").as_deref() == Some("sleep") {
-            std::thread::sleep(std::time::Duration::from_secs(10));
+        match call_opt(&options, "mode").as_deref() {
+            Some("sleep") => std::thread::sleep(std::time::Duration::from_secs(10)),
+            Some("sleep-short") => std::thread::sleep(std::time::Duration::from_millis(300)),
+            _ => {}
         }
+        REPORTS.with(|r| *r.borrow_mut() += 1);
+    }
+}
+
+impl Stats for Hostile {
+    fn get_stats(options: Options) -> Result<Vec<ProxyStats>, String> {
+        let escape = call_opt(&options, "mode").as_deref() == Some("escape");
+        let text = |s: &str| {
+            if escape {
+                format!("{s}{FORGED}")
+            } else {
+                s.to_string()
+            }
+        };
+        Ok(vec![ProxyStats {
+            url: text("http://127.0.0.1:9"),
+            successes: 1,
+            failures: 0,
+            consecutive_failures: 0,
+            state: ProxyState::Active,
+            last_used_ms: None,
+            extra: vec![(text("note"), text("fine"))],
+        }])
+    }
+}
+
+impl Admin for Hostile {
+    fn add_proxies(_urls: Vec<String>, _options: Options) -> Result<u32, String> {
+        Err(format!("no admin here: {FORGED}"))
+    }
+
+    fn remove_proxies(_urls: Vec<String>, _options: Options) -> Result<u32, String> {
+        Err(format!("no admin here: {FORGED}"))
     }
 }
 

@@ -1,0 +1,20 @@
+;; Twelve linear memories of 6 MiB (96 pages) each, besides the ABI one.
+(module
+  (memory (export "memory") 1)
+  (memory $m1 96)
+  (memory $m2 96)
+  (memory $m3 96)
+  (memory $m4 96)
+  (memory $m5 96)
+  (memory $m6 96)
+  (memory $m7 96)
+  (memory $m8 96)
+  (memory $m9 96)
+  (memory $m10 96)
+  (memory $m11 96)
+  (memory $m12 96)
+  (func (export "ytdlp:proxy/backend@0.1.0#init") (param i32 i32) (result i32)
+    (i32.store8 (i32.const 16) (i32.const 0))
+    (i32.const 16))
+  ;;ABI
+)
