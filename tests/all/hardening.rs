@@ -707,8 +707,12 @@ fn a_forged_progress_line_cannot_make_the_host_delete_a_file() {
     let env = Env::new();
     let victim = env.path().join("victim.txt");
     std::fs::write(&victim, b"keep me").unwrap();
+    // `--print` after `--` is refused now (the host owns what yt-dlp
+    // prints); a command yt-dlp runs writes to the same stdout. (A field in
+    // the command, here in a shell comment, stops yt-dlp from appending the
+    // file path to the line.)
     let forged = format!(
-        "before_dl:[progress] {{\"status\":\"downloading\",\"tmpfilename\":\"{}\"}}",
+        "before_dl:echo '[progress] {{\"status\":\"downloading\",\"tmpfilename\":\"{}\"}}' # %(id)q",
         victim.display()
     );
     let mut host = env
@@ -716,7 +720,7 @@ fn a_forged_progress_line_cannot_make_the_host_delete_a_file() {
         .args(["download", "--runner", "process", "-o"])
         .arg(env.out_dir().join("%(id)s.%(ext)s"))
         .arg(media.url("/slow/30000/forge.mp4"))
-        .args(["--", "--print", &forged])
+        .args(["--", "--exec", &forged])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

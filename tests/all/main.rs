@@ -21,4 +21,8 @@ mod plugins;
 mod redis;
 mod runners;
 mod service;
+mod service_attacks;
+mod service_schemathesis;
+mod service_state;
 mod vendor_api;
+mod yt_dlp_options;

@@ -3,7 +3,7 @@
 //! flight. Real yt-dlp, real tinyproxy.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -12,24 +12,63 @@ use crate::common::{Env, harness};
 use harness::{MediaServer, fixtures, tinyproxy};
 
 /// A running `ytdlp-host serve`, killed on drop.
-struct Service {
+pub struct Service {
     child: Child,
-    base: String,
+    pub base: String,
     log: std::path::PathBuf,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer` on every request, if set.
+    token: Option<String>,
+}
+
+/// An answer: status, headers, JSON body (`null` if not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
 }
 
 impl Service {
-    fn start(env: &Env, config: &str, extra: &[&str]) -> Service {
+    /// `serve` with `config` (top-level keys and tables), downloads going to
+    /// the env's out dir, no token (loopback only).
+    pub fn start(env: &Env, config: &str, extra: &[&str]) -> Service {
+        Service::start_with(env, config, "", extra, None)
+    }
+
+    /// `serve` with `config`, more `[serve]` keys, extra arguments, and the
+    /// token to send.
+    pub fn start_with(
+        env: &Env,
+        config: &str,
+        serve: &str,
+        extra: &[&str],
+        token: Option<&str>,
+    ) -> Service {
         let cfg = env.write_config(&format!(
-            "output = \"{}/%(id)s.%(ext)s\"\n{config}",
+            "output = \"%(id)s.%(ext)s\"\n{config}\n[serve]\ndownload_dir = \"{}\"\n{serve}\n",
             env.out_dir().display()
         ));
+        Service::spawn(env, env.cmd().arg("--config").arg(&cfg), extra, token)
+    }
+
+    /// `serve` from a prepared command (config, environment), with `extra`
+    /// arguments after `serve --listen 127.0.0.1:0`.
+    pub fn spawn(env: &Env, cmd: &mut Command, extra: &[&str], token: Option<&str>) -> Service {
         let log = env.path().join("serve.log");
-        let mut cmd = env.cmd();
-        cmd.arg("--config")
-            .arg(&cfg)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -57,52 +96,82 @@ impl Service {
             base,
             log,
             agent,
+            token: token.map(str::to_string),
         }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
-        let mut r = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .call()
-            .unwrap();
+    /// Any request: `headers` are added to (and may replace) the token's.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
+        let uri = format!("{}{path}", self.base);
+        let mut req = ureq::http::Request::builder().method(method).uri(&uri);
+        if let Some(t) = &self.token
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(body.unwrap_or("").to_string()).unwrap();
+        let mut r = self.agent.run(req).unwrap();
         let status = r.status().as_u16();
-        (status, r.body_mut().read_json().unwrap_or(Value::Null))
+        let headers = r
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
     }
 
-    fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        let mut r = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .send(body)
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.body_mut().read_json().unwrap_or(Value::Null))
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let a = self.call("GET", path, &[], None);
+        (a.status, a.body)
     }
 
-    fn delete(&self, path: &str) -> (u16, Value) {
-        let mut r = self
-            .agent
-            .delete(format!("{}{path}", self.base))
-            .call()
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.body_mut().read_json().unwrap_or(Value::Null))
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let a = self.call(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            Some(body),
+        );
+        (a.status, a.body)
     }
 
-    fn submit(&self, url: &str) -> String {
-        let (status, body) = self.post("/downloads", &json!({ "url": url }).to_string());
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        let a = self.call("DELETE", path, &[], None);
+        (a.status, a.body)
+    }
+
+    pub fn submit(&self, url: &str) -> String {
+        self.submit_with(&json!({ "url": url }))
+    }
+
+    pub fn submit_with(&self, body: &Value) -> String {
+        let (status, body) = self.post("/downloads", &body.to_string());
         assert_eq!(status, 201, "{body}\n{}", self.log());
         body["id"].as_str().unwrap().to_string()
     }
 
     /// Polls a download until `pred` holds for its status.
-    fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, s) = self.get(&format!("/downloads/{id}"));
@@ -114,17 +183,17 @@ impl Service {
         }
     }
 
-    fn wait_state(&self, id: &str, state: &str) -> Value {
+    pub fn wait_state(&self, id: &str, state: &str) -> Value {
         self.wait_for(id, state, |s| s["state"] == state)
     }
 
-    fn signal(&self, sig: i32) {
+    pub fn signal(&self, sig: i32) {
         // SAFETY: a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
     /// Waits for the process to exit; its exit code.
-    fn exit(&mut self, within: Duration) -> Option<i32> {
+    pub fn exit(&mut self, within: Duration) -> Option<i32> {
         let until = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -143,8 +212,27 @@ impl Drop for Service {
     }
 }
 
+/// Every file under `dir` (recursively), relative paths, sorted.
+pub fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 /// yt-dlp processes whose command line mentions `needle`.
-fn processes_with(needle: &str) -> usize {
+pub fn processes_with(needle: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
@@ -179,6 +267,7 @@ fn the_api_end_to_end() {
     let (status, health) = svc.get("/healthz");
     assert_eq!(status, 200);
     assert_eq!(health["backend"], "memory");
+    assert_eq!(health["status"], "ok");
 
     let id = svc.submit(&media.url("/clip.mp4"));
     let s = svc.wait_state(&id, "done");
@@ -186,13 +275,21 @@ fn the_api_end_to_end() {
     assert_eq!(std::fs::read(file).unwrap(), harness::CLIP);
     assert_eq!(s["result"]["attempts"][0]["proxy"], proxy.url("http"));
 
+    assert!(
+        std::path::Path::new(file).starts_with(env.out_dir()),
+        "{file} is outside the download directory"
+    );
+
     let (status, stats) = svc.get("/proxies/stats");
     assert_eq!(status, 200);
     assert_eq!(stats[0]["successes"], 1, "{stats}");
+    let id_of = |u: &str| ytdlp_contract::proxy_url::validate(u).unwrap().id();
+    assert_eq!(stats[0]["id"], id_of(&proxy.url("http")), "{stats}");
 
     let (status, all) = svc.get("/downloads");
     assert_eq!(status, 200);
-    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert_eq!(all["downloads"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all["next"], Value::Null);
 
     // Bad input is refused with the reason.
     let (status, body) = svc.post(
@@ -219,8 +316,20 @@ fn the_api_end_to_end() {
     assert_eq!(status, 400, "{body}");
     let (status, _) = svc.get("/downloads/nope");
     assert_eq!(status, 404);
-    let (status, _) = svc.delete(&format!("/downloads/{id}"));
-    assert_eq!(status, 409, "a finished download cannot be cancelled");
+    // DELETE says what really happened: nothing was cancelled.
+    let (status, body) = svc.delete(&format!("/downloads/{id}"));
+    assert_eq!(
+        status, 409,
+        "a finished download cannot be cancelled: {body}"
+    );
+    assert_eq!(body["status"]["state"], "done", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already ended (done)"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -268,15 +377,15 @@ fn a_full_queue_answers_503() {
     let env = Env::new();
     let svc = Service::start(&env, "", &["--max-concurrent", "1", "--queue-limit", "1"]);
     let first = svc.submit(&media.url("/slow/5000/busy.mp4"));
-    let (status, body) = svc.post(
+    let a = svc.call(
+        "POST",
         "/downloads",
-        &json!({ "url": media.url("/clip.mp4") }).to_string(),
+        &[("content-type", "application/json")],
+        Some(&json!({ "url": media.url("/clip.mp4") }).to_string()),
     );
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("queue is full"),
-        "{body}"
-    );
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(a.error().contains("queue is full"), "{}", a.body);
+    assert_eq!(a.header("retry-after"), Some("5"));
     svc.delete(&format!("/downloads/{first}"));
 }
 

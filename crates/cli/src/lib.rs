@@ -27,6 +27,7 @@
 pub use ytdlp_contract::FailureKind;
 pub use ytdlp_host_config::{Config, NoProxyPolicy, RunnerKind};
 pub use ytdlp_host_core::{
-    Attempt, BuildError, DownloadId, DownloadRequest, DownloadResult, DownloadStatus, Event, Host,
-    HostBuilder, State, Status, SubmitError,
+    Attempt, BuildError, CancelOutcome, DownloadId, DownloadRequest, DownloadResult,
+    DownloadStatus, Event, Host, HostBuilder, Page, QueueCounts, QueueObserver, Retention, State,
+    Status, SubmitError,
 };

@@ -18,8 +18,10 @@ use ytdlp_contract::options::is_host_key;
 use ytdlp_contract::proxy_url;
 
 mod grants;
+mod serve;
 
 pub use grants::{DirGrant, Grants, HttpOrigin, TcpGrant};
+pub use serve::{KeepFinished, OptionArity, ServeConfig};
 
 /// Name of the bundled plugin.
 pub const BUNDLED_BACKEND: &str = "memory";
@@ -70,6 +72,9 @@ pub struct Config {
     /// Per-plugin settings, by plugin name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// `ytdlp-host serve`'s settings (`[serve]`).
+    #[serde(default)]
+    pub serve: ServeConfig,
 }
 
 /// Like Envoy's fail-open / fail-closed.
@@ -383,6 +388,7 @@ impl Config {
                 .validate()
                 .with_context(|| format!("plugins.{name}.grants"))?;
         }
+        self.serve.validate()?;
         Ok(())
     }
 

@@ -27,5 +27,8 @@ pub use builder::{BuildError, HostBuilder};
 pub use downloader::{
     Attempt, AttemptEvent, DownloadRequest, DownloadResult, Downloader, Settings, Status, site_of,
 };
-pub use queue::{DownloadId, DownloadStatus, Event, Host, Limits, State, SubmitError};
+pub use queue::{
+    CancelOutcome, DownloadId, DownloadStatus, Event, Host, Limits, Page, QueueCounts,
+    QueueObserver, Retention, State, SubmitError,
+};
 pub use source::{PluginSource, ProxySource};

@@ -15,7 +15,7 @@
 //! Each download runs in its own task: a panic in one is that URL's `host`
 //! failure, and the queue keeps its concurrency.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -135,12 +135,70 @@ pub enum SubmitError {
     ShuttingDown,
     #[error("not a URL: {0}")]
     BadUrl(String),
+    /// The download's yt-dlp arguments override what the host owns.
+    #[error("{0}")]
+    BadArgs(String),
+}
+
+/// How long finished downloads stay in the table (for `status`, `list`,
+/// `wait`); the default keeps them all (a batch, a library user). A
+/// long-running service sets one, so its memory stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Finished downloads kept at most (the oldest finished go first).
+    pub count: Option<usize>,
+    /// Finished downloads are forgotten this long after they end.
+    pub age: Option<Duration>,
+}
+
+/// Told of every download's end, in the queue's own order (never dropped,
+/// unlike the event stream): what metrics are counted from.
+pub trait QueueObserver: Send + Sync {
+    /// A download ended (done, failed or cancelled). `ran` is how long it
+    /// ran, `None` if it never started.
+    fn finished(&self, status: &DownloadStatus, ran: Option<Duration>);
+}
+
+/// Downloads by state, now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueCounts {
+    pub queued: usize,
+    pub running: usize,
+    /// Finished downloads still kept.
+    pub finished: usize,
+}
+
+/// One page of [`Host::list_page`].
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<DownloadStatus>,
+    /// The id to pass as `after` for the next page; `None` at the end.
+    pub next: Option<DownloadId>,
+}
+
+/// What became of a cancel ([`Host::cancel_and_wait`]).
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    Unknown,
+    /// Cancelled: its yt-dlp was killed (or it never started).
+    Cancelled(DownloadStatus),
+    /// It had ended, or ended by itself before the cancel took effect.
+    Ended(DownloadStatus),
+}
+
+/// A download that just ended, to announce.
+struct Ended {
+    status: DownloadStatus,
+    ran: Option<Duration>,
+    result: Option<DownloadResult>,
 }
 
 struct Entry {
     status: DownloadStatus,
     cancel: watch::Sender<bool>,
-    done: watch::Sender<bool>,
+    /// The final status, once there is one (it outlives the entry).
+    done: watch::Sender<Option<DownloadStatus>>,
+    started: Option<Instant>,
 }
 
 /// A queued download, as a worker takes it.
@@ -150,13 +208,62 @@ struct Job {
     cancel: watch::Receiver<bool>,
 }
 
+/// Downloads by submission order (the number in their id), with counters
+/// kept as they change: no operation walks the whole table but `list`.
+#[derive(Default)]
+struct Table {
+    entries: BTreeMap<u64, Entry>,
+    /// Finished downloads, in the order they ended.
+    finished: VecDeque<(u64, Instant)>,
+    queued: usize,
+    running: usize,
+    retention: Retention,
+}
+
+/// The number in an id (`PID-N`), which orders downloads.
+fn seq_of(id: &str) -> Option<u64> {
+    id.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+}
+
+impl Table {
+    fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.get(&seq_of(id)?).filter(|e| e.status.id == id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(&seq_of(id)?)
+            .filter(|e| e.status.id == id)
+    }
+
+    /// Forgets finished downloads beyond the retention.
+    fn evict(&mut self, now: Instant) {
+        while let Some(&(seq, ended)) = self.finished.front() {
+            let too_many = self
+                .retention
+                .count
+                .is_some_and(|c| self.finished.len() > c);
+            let too_old = self
+                .retention
+                .age
+                .is_some_and(|age| now.saturating_duration_since(ended) >= age);
+            if !too_many && !too_old {
+                break;
+            }
+            self.finished.pop_front();
+            self.entries.remove(&seq);
+        }
+    }
+}
+
 struct Inner {
     downloader: Arc<Downloader>,
     limits: Limits,
     events: broadcast::Sender<Event>,
-    table: Mutex<HashMap<DownloadId, Entry>>,
+    table: Mutex<Table>,
     accepting: Mutex<bool>,
     queue: mpsc::UnboundedSender<Job>,
+    observer: Mutex<Option<Arc<dyn QueueObserver>>>,
 }
 
 /// A download queue over one [`Downloader`]. Cheap to clone.
@@ -179,9 +286,10 @@ impl Host {
                 downloader,
                 limits,
                 events,
-                table: Mutex::new(HashMap::new()),
+                table: Mutex::new(Table::default()),
                 accepting: Mutex::new(true),
                 queue,
+                observer: Mutex::new(None),
             }),
         };
         // `concurrency` workers take jobs in submission order.
@@ -206,6 +314,27 @@ impl Host {
         &self.inner.downloader
     }
 
+    /// How long finished downloads are kept (default: all of them).
+    pub fn set_retention(&self, retention: Retention) {
+        let mut t = self.table();
+        t.retention = retention;
+        t.evict(Instant::now());
+    }
+
+    /// Who is told of every download's end.
+    pub fn set_observer(&self, observer: Arc<dyn QueueObserver>) {
+        *self
+            .inner
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    /// The queue's bounds.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
     /// Every event from now on. A slow reader loses the oldest events
     /// (`RecvError::Lagged`) rather than slowing downloads.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -216,45 +345,61 @@ impl Host {
         let _ = self.inner.events.send(e);
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<DownloadId, Entry>> {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Downloads waiting or running.
     pub fn pending(&self) -> usize {
-        self.table()
-            .values()
-            .filter(|e| !e.status.state.is_final())
-            .count()
+        let t = self.table();
+        t.queued + t.running
     }
 
-    /// Queues a download; returns its id at once.
-    pub fn submit(&self, req: DownloadRequest) -> Result<DownloadId, SubmitError> {
-        if !*self
+    /// Downloads by state.
+    pub fn counts(&self) -> QueueCounts {
+        let mut t = self.table();
+        t.evict(Instant::now());
+        QueueCounts {
+            queued: t.queued,
+            running: t.running,
+            finished: t.finished.len(),
+        }
+    }
+
+    /// Is the queue taking new downloads (false once shutting down)?
+    pub fn accepting(&self) -> bool {
+        *self
             .inner
             .accepting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-        {
+    }
+
+    /// Queues a download; returns its id at once.
+    pub fn submit(&self, req: DownloadRequest) -> Result<DownloadId, SubmitError> {
+        if !self.accepting() {
             return Err(SubmitError::ShuttingDown);
         }
         if url::Url::parse(&req.url).is_err() {
             return Err(SubmitError::BadUrl(req.url));
         }
+        ytdlp_host_ytdlp::args::check_user_args(&req.ytdlp_args).map_err(SubmitError::BadArgs)?;
         let id = self.inner.downloader.next_id();
+        let Some(seq) = seq_of(&id) else {
+            unreachable!("the downloader's ids end in a number: {id}");
+        };
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        let (done_tx, _) = watch::channel(false);
+        let (done_tx, _) = watch::channel(None);
         {
             let mut table = self.table();
-            let pending = table
-                .values()
-                .filter(|e| !e.status.state.is_final())
-                .count();
+            table.evict(Instant::now());
+            let pending = table.queued + table.running;
             if pending >= self.inner.limits.queue {
                 return Err(SubmitError::QueueFull(pending));
             }
-            table.insert(
-                id.clone(),
+            table.queued += 1;
+            table.entries.insert(
+                seq,
                 Entry {
                     status: DownloadStatus {
                         id: id.clone(),
@@ -267,6 +412,7 @@ impl Host {
                     },
                     cancel: cancel_tx,
                     done: done_tx,
+                    started: None,
                 },
             );
         }
@@ -280,7 +426,7 @@ impl Host {
             cancel: cancel_rx,
         };
         if self.inner.queue.send(job).is_err() {
-            self.finish_cancelled(&id);
+            self.finish(&id, State::Cancelled, None);
         }
         Ok(id)
     }
@@ -295,8 +441,14 @@ impl Host {
         } = job;
         {
             let mut table = self.table();
+            let table = &mut *table;
             match table.get_mut(&id) {
-                Some(e) if e.status.state == State::Queued => e.status.state = State::Running,
+                Some(e) if e.status.state == State::Queued => {
+                    e.status.state = State::Running;
+                    e.started = Some(Instant::now());
+                    table.queued -= 1;
+                    table.running += 1;
+                }
                 _ => return, // cancelled while queued
             }
         }
@@ -322,18 +474,21 @@ impl Host {
                 })
                 .await
         });
+        let joined = |joined: Result<DownloadResult, tokio::task::JoinError>| match joined {
+            Ok(result) => Some(result),
+            Err(e) if e.is_panic() => Some(panicked(&id, &req, e.into_panic())),
+            Err(_) => None,
+        };
         // Aborting `work` on cancel drops the run, which kills it (its
-        // process group) and removes its partial file; wait for that.
+        // process group) and removes its partial file; wait for that. A run
+        // that had ended by then keeps its result: the answer to a cancel
+        // says what really happened.
         let outcome = tokio::select! {
-            joined = &mut work => match joined {
-                Ok(result) => Some(result),
-                Err(e) if e.is_panic() => Some(panicked(&id, &req, e.into_panic())),
-                Err(_) => None,
-            },
+            biased;
+            result = &mut work => joined(result),
             _ = cancelled => {
                 work.abort();
-                let _ = work.await;
-                None
+                joined(work.await)
             }
         };
         match outcome {
@@ -343,38 +498,78 @@ impl Host {
                 } else {
                     State::Failed
                 };
-                self.update(&id, |s| {
-                    s.state = state;
-                    s.result = Some(result.clone());
-                });
-                self.emit(if state == State::Done {
-                    Event::Done { result }
-                } else {
-                    Event::Failed { result }
-                });
-                self.signal_done(&id);
+                self.finish(&id, state, Some(result));
             }
-            None => self.finish_cancelled(&id),
+            None => self.finish(&id, State::Cancelled, None),
         }
     }
 
-    fn signal_done(&self, id: &str) {
-        if let Some(e) = self.table().get(id) {
-            e.done.send_replace(true);
+    /// A download's end: its final state in the table, its waiters woken,
+    /// its event, the observer told; then the retention applies.
+    fn finish(&self, id: &str, state: State, result: Option<DownloadResult>) {
+        let ended = Host::end(&mut self.table(), id, state, result);
+        if let Some(ended) = ended {
+            self.announce(ended);
         }
     }
 
-    fn finish_cancelled(&self, id: &str) {
-        let mut url = String::new();
-        self.update(id, |s| {
-            s.state = State::Cancelled;
-            url = s.url.clone();
+    /// The end, in the table (under its lock).
+    fn end(
+        table: &mut Table,
+        id: &str,
+        state: State,
+        result: Option<DownloadResult>,
+    ) -> Option<Ended> {
+        let now = Instant::now();
+        let seq = seq_of(id)?;
+        let e = table
+            .entries
+            .get_mut(&seq)
+            .filter(|e| e.status.id == id && !e.status.state.is_final())?;
+        match e.status.state {
+            State::Queued => table.queued -= 1,
+            _ => table.running -= 1,
+        }
+        e.status.state = state;
+        if result.is_some() {
+            e.status.result = result.clone();
+        }
+        let status = e.status.clone();
+        let ran = e.started.map(|s| now.saturating_duration_since(s));
+        e.done.send_replace(Some(status.clone()));
+        table.finished.push_back((seq, now));
+        table.evict(now);
+        Some(Ended {
+            status,
+            ran,
+            result,
+        })
+    }
+
+    /// The end, outside the table's lock: the event, the observer.
+    fn announce(&self, ended: Ended) {
+        let Ended {
+            status,
+            ran,
+            result,
+        } = ended;
+        self.emit(match (status.state, result) {
+            (State::Done, Some(result)) => Event::Done { result },
+            (State::Failed, Some(result)) => Event::Failed { result },
+            _ => Event::Cancelled {
+                id: status.id.clone(),
+                url: status.url.clone(),
+            },
         });
-        self.emit(Event::Cancelled {
-            id: id.to_string(),
-            url,
-        });
-        self.signal_done(id);
+        let observer = self
+            .inner
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(o) = observer {
+            o.finished(&status, ran);
+        }
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut DownloadStatus)) {
@@ -425,49 +620,100 @@ impl Host {
         }
     }
 
+    /// A download's status; `None` if unknown (or finished and forgotten).
     pub fn status(&self, id: &str) -> Option<DownloadStatus> {
-        self.table().get(id).map(|e| e.status.clone())
+        let mut t = self.table();
+        t.evict(Instant::now());
+        t.get(id).map(|e| e.status.clone())
     }
 
-    /// Every download, oldest first.
+    /// Every download kept, oldest first.
     pub fn list(&self) -> Vec<DownloadStatus> {
-        let mut all: Vec<DownloadStatus> =
-            self.table().values().map(|e| e.status.clone()).collect();
-        all.sort_by_key(|s| {
-            s.id.rsplit('-')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        });
-        all
+        self.list_page(None, None, usize::MAX).items
+    }
+
+    /// Up to `limit` downloads submitted after the one `after` names (by
+    /// its number, so a forgotten id still works as a cursor), oldest
+    /// first, in `state` if given.
+    pub fn list_page(&self, state: Option<State>, after: Option<&str>, limit: usize) -> Page {
+        let from = after.and_then(seq_of).map_or(0, |n| n.saturating_add(1));
+        let mut t = self.table();
+        t.evict(Instant::now());
+        let mut items: Vec<DownloadStatus> = t
+            .entries
+            .range(from..)
+            .map(|(_, e)| &e.status)
+            .filter(|s| state.is_none_or(|st| s.state == st))
+            .take(limit.saturating_add(1))
+            .cloned()
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|s| s.id.clone())
+        } else {
+            None
+        };
+        Page { items, next }
     }
 
     /// Cancels a queued or running download: its yt-dlp process group is
     /// killed and its partial file removed. False if unknown or finished.
     pub fn cancel(&self, id: &str) -> bool {
         let mut table = self.table();
-        match table.get_mut(id) {
-            Some(e) if e.status.state == State::Queued => {
-                // Not started: its worker will skip it.
-                e.status.state = State::Cancelled;
+        match table.get(id).map(|e| e.status.state) {
+            Some(State::Queued) => {
+                // Not started: its worker will skip it. Under the same lock
+                // as the check, so no worker starts it in between.
+                let ended = Host::end(&mut table, id, State::Cancelled, None);
                 drop(table);
-                self.finish_cancelled(id);
+                if let Some(ended) = ended {
+                    self.announce(ended);
+                }
                 true
             }
-            Some(e) if !e.status.state.is_final() => e.cancel.send(true).is_ok(),
+            Some(s) if !s.is_final() => table.get(id).is_some_and(|e| e.cancel.send(true).is_ok()),
             _ => false,
+        }
+    }
+
+    /// Cancels a download and waits for its end; says what really
+    /// happened (it may have finished meanwhile).
+    pub async fn cancel_and_wait(&self, id: &str) -> CancelOutcome {
+        let Some(before) = self.status(id) else {
+            return CancelOutcome::Unknown;
+        };
+        if before.state.is_final() {
+            return CancelOutcome::Ended(before);
+        }
+        self.cancel(id);
+        match self.wait(id).await {
+            None => CancelOutcome::Unknown,
+            Some(s) if s.state == State::Cancelled => CancelOutcome::Cancelled(s),
+            Some(s) => CancelOutcome::Ended(s),
         }
     }
 
     /// Waits for a download's end; `None` if the id is unknown.
     pub async fn wait(&self, id: &str) -> Option<DownloadStatus> {
         let mut done = self.table().get(id)?.done.subscribe();
-        while !*done.borrow_and_update() {
+        loop {
+            if let Some(s) = done.borrow_and_update().clone() {
+                return Some(s);
+            }
             if done.changed().await.is_err() {
-                break;
+                return self.status(id);
             }
         }
-        self.status(id)
+    }
+
+    /// Ids of downloads in a state (for shutdown).
+    fn ids_where(&self, f: impl Fn(State) -> bool) -> Vec<DownloadId> {
+        self.table()
+            .entries
+            .values()
+            .filter(|e| f(e.status.state))
+            .map(|e| e.status.id.clone())
+            .collect()
     }
 
     /// Stops taking downloads, lets running ones finish for up to `grace`,
@@ -479,12 +725,7 @@ impl Host {
             .accepting
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = false;
-        let queued: Vec<DownloadId> = self
-            .table()
-            .values()
-            .filter(|e| e.status.state == State::Queued)
-            .map(|e| e.status.id.clone())
-            .collect();
+        let queued = self.ids_where(|s| s == State::Queued);
         let mut cancelled = 0;
         for id in &queued {
             if self.cancel(id) {
@@ -495,12 +736,7 @@ impl Host {
         let deadline = Instant::now()
             .checked_add(grace)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
-        let running: Vec<DownloadId> = self
-            .table()
-            .values()
-            .filter(|e| !e.status.state.is_final())
-            .map(|e| e.status.id.clone())
-            .collect();
+        let running = self.ids_where(|s| !s.is_final());
         for id in &running {
             if tokio::time::timeout_at(deadline, self.wait(id))
                 .await
@@ -540,3 +776,6 @@ fn panicked(
         kind: Some(FailureKind::Host),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,10 @@
 //! proxies' health or plugins.
 //!
 //! - [`locate`]: finding yt-dlp (and installing a private copy);
-//! - [`args`]: the options the host owns on every run;
+//! - [`args`]: the options the host owns on every run (and the refusal of
+//!   user arguments that override them);
+//! - [`policy`]: what an API caller may ask of yt-dlp, and output paths
+//!   confined to the download directory;
 //! - [`spawn`]: where yt-dlp and the workers are spawned (process groups,
 //!   the guard that kills an abandoned run);
 //! - [`run`]: a run's spec, progress and outcome, and the [`Runner`]
@@ -14,6 +17,7 @@
 pub mod args;
 pub mod classify;
 pub mod locate;
+pub mod policy;
 pub mod process;
 pub mod run;
 pub mod select;

@@ -25,6 +25,9 @@ pub async fn select(
     concurrency: usize,
     extra_args: &[String],
 ) -> anyhow::Result<Arc<dyn Runner>> {
+    // Whatever the runner: an override of the host's own options is a lie
+    // in the host's report, not a choice of runner.
+    crate::args::check_user_args(extra_args).map_err(anyhow::Error::msg)?;
     if requested == Some(RunnerKind::Process) {
         return Ok(Arc::new(ProcessRunner));
     }

@@ -6,6 +6,7 @@ mod download;
 mod output;
 mod plugins;
 mod proxies;
+mod token;
 
 use output::{say, tell};
 
@@ -60,6 +61,9 @@ pub struct Global {
     /// Only errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log lines as text, or as one JSON object per line (for a log collector).
+    #[arg(long, global = true, default_value = "text", value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,18 +77,23 @@ pub enum Command {
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// Run the HTTP API (POST /downloads, GET/DELETE /downloads/{id},
-    /// GET /proxies/stats, GET /healthz), reloading the backend plugin when
-    /// its file changes.
+    /// GET /proxies/stats, GET /metrics, GET /healthz, GET /openapi.json),
+    /// reloading the backend plugin when its file changes. Needs a token
+    /// (`token new`) to listen beyond loopback.
     Serve(ServeArgs),
+    /// Bearer tokens for `serve`.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Install the pinned yt-dlp into the host's private venv.
     Setup,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0: any free port, printed at start).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    pub listen: String,
+    /// Address to listen on (port 0: any free port, printed at start) [default: [serve] listen,
+    /// else 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
     /// Downloads running at once.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_JOBS))]
     pub max_concurrent: usize,
@@ -135,6 +144,20 @@ pub struct DownloadArgs {
     /// Arguments passed to yt-dlp as they are (after `--`).
     #[arg(last = true, value_name = "YT-DLP ARGS")]
     pub ytdlp_args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a random token: printed once on stdout, its SHA-256 appended to the token file
+    /// ([serve] tokens_file, else $XDG_CONFIG_HOME/ytdlp-host/tokens), which `serve` reads.
+    New {
+        /// A token that may only read (GET, metrics).
+        #[arg(long)]
+        read_only: bool,
+        /// The token file to append to.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,13 +339,27 @@ fn init_logging(g: &Global) {
         tracing_subscriber::EnvFilter::try_from_env("YTDLP_HOST_LOG").unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new(format!("ytdlp_host={default},warn"))
         });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Every line cleaned (secrets redacted, control characters escaped),
+        // JSON lines too: a masked or redacted value stays a JSON string.
         .with_writer(output::CleanStderrMaker)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time()
-        .try_init();
+        .with_target(false);
+    let _ = if g.log_format == "json" {
+        // One object per line, control characters escaped: a log collector
+        // reads it as it is, and no message can forge a line.
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .without_time()
+            .try_init()
+    };
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -372,6 +409,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugins(PluginsCommand::Test { file, json, repeat }) => {
             plugins::test(&builder, &file, json, repeat).await
         }
+        Command::Token(TokenCommand::New { read_only, file }) => {
+            token::new(&builder, read_only, file.as_deref())
+        }
         Command::Setup => setup(),
     }
 }
@@ -380,7 +420,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 async fn serve(builder: HostBuilder, args: ServeArgs) -> Result<ExitCode> {
     let builder = builder.concurrency(args.max_concurrent);
     ytdlp_host_service::serve(
-        std::sync::Arc::new(builder),
+        builder,
         ytdlp_host_service::ServeOptions {
             listen: args.listen,
             max_concurrent: args.max_concurrent,

@@ -8,7 +8,8 @@ use crate::run::RunSpec;
 /// those that take one (the tests pass every one of them through yt-dlp's
 /// parser). Everything maps to `YoutubeDL` params alone; options that act
 /// outside them (printing, post-processing, updating, batch files, ...) are
-/// refused.
+/// refused, and so are those the host owns (`args::HOST_OWNED`, refused
+/// before this list is read).
 pub const SUPPORTED_OPTIONS: &[(&[&str], Option<&str>)] = &[
     // Format selection
     (&["-f", "--format"], Some("best")),
@@ -51,7 +52,6 @@ pub const SUPPORTED_OPTIONS: &[(&[&str], Option<&str>)] = &[
     (&["-N", "--concurrent-fragments"], Some("4")),
     (&["--http-chunk-size"], Some("10M")),
     (&["--buffer-size"], Some("16K")),
-    (&["--socket-timeout"], Some("10")),
     (&["--sleep-requests"], Some("1")),
     (&["--sleep-interval", "--min-sleep-interval"], Some("1")),
     (&["--max-sleep-interval"], Some("2")),
@@ -60,19 +60,30 @@ pub const SUPPORTED_OPTIONS: &[(&[&str], Option<&str>)] = &[
     (&["-6", "--force-ipv6"], None),
     (&["--source-address"], Some("127.0.0.1")),
     (&["--no-check-certificates"], None),
-    (&["--add-header"], Some("X-Test:1")),
+    (&["--add-headers", "--add-header"], Some("X-Test:1")),
     (&["--referer"], Some("http://127.0.0.1/")),
     (&["--user-agent"], Some("test-agent")),
     (&["--cookies"], Some("/tmp/cookies.txt")),
     (&["--no-cookies"], None),
+    // Subtitles and metadata files (params only, written beside the media)
+    (&["--write-subs", "--write-srt"], None),
+    (&["--no-write-subs", "--no-write-srt"], None),
+    (&["--write-auto-subs", "--write-automatic-subs"], None),
+    (&["--no-write-auto-subs", "--no-write-automatic-subs"], None),
+    (&["--sub-langs", "--srt-langs"], Some("en.*,ja")),
+    (&["--sub-format"], Some("srt/best")),
+    (&["--write-info-json"], None),
+    (&["--no-write-info-json"], None),
+    (&["--write-description"], None),
+    (&["--no-write-description"], None),
+    (&["--write-thumbnail"], None),
+    (&["--no-write-thumbnail"], None),
     // Extractors
     (&["--use-extractors", "--ies"], Some("generic")),
     (&["--extractor-args"], Some("generic:impersonate")),
     (&["--cache-dir"], Some("/tmp/ytdlp-cache")),
     (&["--no-cache-dir"], None),
     // Verbosity and simulation (progress lines always come from hooks)
-    (&["-q", "--quiet"], None),
-    (&["--no-quiet"], None),
     (&["--no-warnings"], None),
     (&["-v", "--verbose"], None),
     (&["-s", "--simulate"], None),
@@ -81,7 +92,6 @@ pub const SUPPORTED_OPTIONS: &[(&[&str], Option<&str>)] = &[
     (&["--newline"], None),
     (&["--progress"], None),
     (&["--no-progress"], None),
-    (&["--ignore-config", "--no-config"], None),
     (&["--no-colors", "--no-color"], None),
 ];
 
@@ -180,12 +190,12 @@ mod tests {
     #[test]
     fn supported_options_pass_in_every_syntax() {
         for ok in [
-            &["-f", "best", "--no-playlist", "-q"][..],
+            &["-f", "best", "--no-playlist", "-w"][..],
             &["--format=bestvideo+bestaudio", "--limit-rate", "50K"],
-            &["-fbest", "-qs", "-R", "infinite", "--rate-limit=1M"],
+            &["-fbest", "-ws", "-R", "infinite", "--rate-limit=1M"],
             &["-o", "%(title)s.%(ext)s", "--yes-playlist", "--simulate"],
-            &["-qf", "best"],
-            &["-qfbest"],
+            &["-wf", "best"],
+            &["-wfbest"],
             &[],
         ] {
             assert_eq!(check_args(&args(ok)), Ok(()), "{ok:?}");
@@ -198,7 +208,7 @@ mod tests {
             (&["--embed-subs"][..], "--embed-subs"),
             (&["-f", "best", "-x"], "-x"),
             (&["--print=title"], "--print"),
-            (&["-qj"], "-j"),
+            (&["-wj"], "-j"),
             (&["--no-play"], "--no-play"),
         ] {
             let e = check_args(&args(bad)).unwrap_err();
