@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ytdlp_contract::proxy_url;
 use ytdlp_host_config::{Grants, LimitsConfig, PluginConfig};
 use ytdlp_host_core::{PluginSource, ProxySource};
-use ytdlp_host_plugin_host::{Backend, BackendError, CompileCache, FailureReport, PluginRuntime};
+use ytdlp_host_plugin_host::{Backend, BackendError, CompileCache, PluginRuntime, ProxyChoice};
 
 use crate::common::{Env, Run, harness};
 use harness::{MediaServer, fixtures, free_port, tinyproxy, wat_fixtures};
@@ -86,14 +86,24 @@ async fn many_small_memories_count_against_one_budget() {
 async fn a_flood_of_wasi_resources_is_cut_and_the_next_call_works() {
     let mut b = start(fixtures::HOSTILE, &[], short_limits()).await.unwrap();
     let err = b
-        .get_proxy(&opts(&[("mode", "pollables")]))
+        .get_proxy(
+            &ytdlp_contract::Request::default(),
+            &opts(&[("mode", "pollables")]),
+        )
         .await
         .unwrap_err();
     assert!(
         matches!(&err, BackendError::ResourceLimit { what, .. } if what.contains("open WASI resources")),
         "{err}"
     );
-    assert!(b.get_proxy(&opts(&[("mode", "ok")])).await.is_ok());
+    assert!(
+        b.get_proxy(
+            &ytdlp_contract::Request::default(),
+            &opts(&[("mode", "ok")])
+        )
+        .await
+        .is_ok()
+    );
 }
 
 #[test]
@@ -449,24 +459,30 @@ fn with_proxies_configured_the_default_is_fail_and_without_any_it_says_direct() 
 async fn a_caller_that_goes_away_mid_call_neither_poisons_the_instance_nor_loses_the_report() {
     let b = start(fixtures::HOSTILE, &[], short_limits()).await.unwrap();
     let source = std::sync::Arc::new(PluginSource::new(b));
-    let proxy = proxy_url::validate("http://127.0.0.1:9").unwrap();
-    let failure = FailureReport {
-        kind: ytdlp_contract::FailureKind::ProxyConnect,
-        message: "cancelled mid-call".into(),
-    };
+    let proxy = ProxyChoice::for_url(proxy_url::validate("http://127.0.0.1:9").unwrap());
+    let failure = ytdlp_contract::Failure::new(
+        ytdlp_contract::FailureKind::ProxyConnect,
+        "cancelled mid-call",
+    );
     let during = opts(&[("mode", "sleep-short")]);
     // The caller (a download being cancelled) gives up 100 ms into a call
     // that sleeps 300 ms in a host call.
     let s = source.clone();
     let call = tokio::spawn(async move {
-        let _ = s.report_failure(&proxy, &failure, &during).await;
+        let req = ytdlp_contract::Request::default();
+        let _ = s.report_failure(&proxy, &req, &failure, 0, &during).await;
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     call.abort();
     let _ = call.await;
     // The next call is served by the same instance (no trap, no restart),
     // and the report was made.
-    let answer = source.get_proxy(&opts(&[("mode", "count")])).await;
+    let answer = source
+        .get_proxy(
+            &ytdlp_contract::Request::default(),
+            &opts(&[("mode", "count")]),
+        )
+        .await;
     match answer {
         Err(BackendError::Unavailable { message, .. }) => assert_eq!(message, "reports: 1"),
         other => panic!("{other:?}"),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ytdlp_contract::{FailureKind, proxy_url};
 use ytdlp_host_config::{DirGrant, Grants, LimitsConfig, PluginConfig};
 use ytdlp_host_plugin_host::{
-    Backend, BackendError, Call, CompileCache, FailureReport, PluginRuntime,
+    Backend, BackendError, Call, CompileCache, PluginRuntime, ProxyChoice,
 };
 
 use crate::common::{Env, attempts, harness};
@@ -50,7 +50,7 @@ async fn hostile(init: &[(&str, &str)], grants: Grants) -> Hostile {
 impl Hostile {
     async fn get(&mut self, call: &[(&str, &str)]) -> Result<String, BackendError> {
         self.backend
-            .get_proxy(&opts(call))
+            .get_proxy(&ytdlp_contract::Request::default(), &opts(call))
             .await
             .map(|c| c.url.expose().to_string())
     }
@@ -102,15 +102,18 @@ async fn infinite_loop_in_get_proxy_is_interrupted_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sleeping_past_the_deadline_in_report_failure_is_cut_off() {
     let mut h = hostile(&[], Grants::default()).await;
-    let proxy = proxy_url::validate("http://127.0.0.1:9").unwrap();
-    let report = FailureReport {
-        kind: FailureKind::ProxyConnect,
-        message: "refused".into(),
-    };
+    let proxy = ProxyChoice::for_url(proxy_url::validate("http://127.0.0.1:9").unwrap());
+    let report = ytdlp_contract::Failure::new(FailureKind::ProxyConnect, "refused");
     let started = Instant::now();
     let err = h
         .backend
-        .report_failure(&proxy, &report, &opts(&[("mode", "sleep")]))
+        .report_failure(
+            &proxy,
+            &ytdlp_contract::Request::default(),
+            &report,
+            0,
+            &opts(&[("mode", "sleep")]),
+        )
         .await
         .unwrap_err();
     let elapsed = started.elapsed();

@@ -6,10 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use ytdlp_contract::FailureKind;
-use ytdlp_contract::proxy_url;
+use ytdlp_contract::{Failure, FailureKind, Request, proxy_url};
 use ytdlp_host_config::{LimitsConfig, PluginConfig};
-use ytdlp_host_plugin_host::{Backend, BackendError, CompileCache, FailureReport, PluginRuntime};
+use ytdlp_host_plugin_host::{Backend, BackendError, CompileCache, PluginRuntime, ProxyChoice};
 
 fn opts(mode: &str) -> Vec<(String, String)> {
     vec![("mode".to_string(), mode.to_string())]
@@ -27,11 +26,9 @@ fn main() {
             std::path::Path::new(ytdlp_host_tests::fixtures::HOSTILE),
         )
         .unwrap();
-    let proxy = proxy_url::validate("http://127.0.0.1:9").unwrap();
-    let report = FailureReport {
-        kind: FailureKind::ProxyConnect,
-        message: String::new(),
-    };
+    let proxy = ProxyChoice::for_url(proxy_url::validate("http://127.0.0.1:9").unwrap());
+    let report = Failure::new(FailureKind::ProxyConnect, "");
+    let req = Request::default();
     println!("deadline  case                      overshoot median / p90 / max (20 runs)");
     for deadline_ms in [50u64, 100, 200, 500] {
         let config = PluginConfig {
@@ -50,17 +47,17 @@ fn main() {
                     let started = Instant::now();
                     let err = rt.block_on(async {
                         if case.starts_with("loop") {
-                            backend.get_proxy(&opts("loop")).await.map(|_| ())
+                            backend.get_proxy(&req, &opts("loop")).await.map(|_| ())
                         } else {
                             backend
-                                .report_failure(&proxy, &report, &opts("sleep"))
+                                .report_failure(&proxy, &req, &report, 0, &opts("sleep"))
                                 .await
                         }
                     });
                     let took = started.elapsed();
                     assert!(matches!(err, Err(BackendError::Timeout { .. })), "{err:?}");
                     // A call that goes well resets the crash backoff.
-                    rt.block_on(backend.get_proxy(&opts("ok"))).unwrap();
+                    rt.block_on(backend.get_proxy(&req, &opts("ok"))).unwrap();
                     took.saturating_sub(Duration::from_millis(deadline_ms))
                 })
                 .collect();

@@ -2,13 +2,17 @@
 //! bundled plugin), against the same logic called natively.
 //!
 //!     cargo bench --bench plugin_calls
+//!
+//! "with the typed context" passes what a download passes: a request for a
+//! URL with its site, attempt and download id (a 0.1 plugin hears it as the
+//! four `host.*` options).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
+use ytdlp_contract::{Request, Success};
 use ytdlp_host_config::PluginConfig;
 use ytdlp_host_plugin_host::{Backend, CompileCache, PluginRuntime};
-use ytdlp_plugin_memory::engine::Engine;
 
 fn proxies() -> Vec<(String, String)> {
     (1..=10)
@@ -21,54 +25,55 @@ fn proxies() -> Vec<(String, String)> {
         .collect()
 }
 
-fn round_trip(c: &mut Criterion) {
-    let mut group = c.benchmark_group("get-proxy + report-success");
+fn request() -> Request {
+    ytdlp_host_core::first_request(
+        "https://www.example.com/watch?v=abcdefghijk",
+        "1a2b-1",
+        Default::default(),
+    )
+}
 
-    let mut native = Engine::from_options(&proxies()).unwrap();
-    let mut t = 0u64;
-    group.bench_function("native engine", |b| {
-        b.iter(|| {
-            t += 1;
-            let p = native.next(black_box(t)).unwrap();
-            native.success(black_box(&p.url), t);
-        })
-    });
-
-    let loader = PluginRuntime::new(CompileCache::disabled()).unwrap();
-    let plugin = loader.load_bundled().unwrap();
-    // Calls are async (so a deadline also cuts a plugin blocked in a host
-    // call); measured as a caller sees them, through a current-thread runtime.
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("get-proxy + report-success");
+    let loader = PluginRuntime::new(CompileCache::disabled()).unwrap();
+    let plugin = loader.load_bundled().unwrap();
+    eprintln!(
+        "bundled plugin: contract {}, {} calls",
+        plugin.version,
+        plugin.call_mode()
+    );
+    // Measured as a caller sees them, through a current-thread runtime.
+    let rt = rt();
     let mut backend = rt
         .block_on(Backend::start(plugin, PluginConfig::default(), proxies()))
         .unwrap();
     let none = Vec::new();
-    group.bench_function("wasm plugin, no options", |b| {
+    let empty = Request::default();
+    let ok = Success::default();
+    group.bench_function("wasm plugin, empty request", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let p = backend.get_proxy(black_box(&none)).await.unwrap();
-                backend.report_success(&p.url, &none).await.unwrap();
+                let p = backend.get_proxy(black_box(&empty), &none).await.unwrap();
+                backend
+                    .report_success(&p, &empty, &ok, &none)
+                    .await
+                    .unwrap();
             })
         })
     });
-    // What a download passes: the host.* context options.
-    let host_opts: Vec<(String, String)> = [
-        ("host.url", "https://www.example.com/watch?v=abcdefghijk"),
-        ("host.site", "www.example.com"),
-        ("host.attempt", "1"),
-        ("host.download-id", "1a2b-1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    group.bench_function("wasm plugin, 4 host options", |b| {
+    let req = request();
+    group.bench_function("wasm plugin, with the typed context", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let p = backend.get_proxy(black_box(&host_opts)).await.unwrap();
-                backend.report_success(&p.url, &host_opts).await.unwrap();
+                let p = backend.get_proxy(black_box(&req), &none).await.unwrap();
+                backend.report_success(&p, &req, &ok, &none).await.unwrap();
             })
         })
     });
@@ -79,11 +84,10 @@ fn round_trip(c: &mut Criterion) {
 /// the wasm boundary: get-proxy (with a site) + report-success.
 fn strategies(c: &mut Criterion) {
     let loader = PluginRuntime::new(CompileCache::disabled()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let call_opts: Vec<(String, String)> = vec![("host.site".into(), "www.example.com".into())];
+    let rt = rt();
+    let req = request();
+    let ok = Success::default();
+    let none = Vec::new();
     let mut group = c.benchmark_group("strategy round trip");
     for strategy in [
         "round_robin",
@@ -116,8 +120,8 @@ fn strategies(c: &mut Criterion) {
             group.bench_function(format!("{strategy}/{n}"), |b| {
                 b.iter(|| {
                     rt.block_on(async {
-                        let p = backend.get_proxy(black_box(&call_opts)).await.unwrap();
-                        backend.report_success(&p.url, &call_opts).await.unwrap();
+                        let p = backend.get_proxy(black_box(&req), &none).await.unwrap();
+                        backend.report_success(&p, &req, &ok, &none).await.unwrap();
                     })
                 })
             });

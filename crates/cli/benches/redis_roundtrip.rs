@@ -61,15 +61,23 @@ fn start(rt: &tokio::runtime::Runtime, plugin: &Plugin, port: u16) -> Backend {
             options(port),
         ))
         .unwrap();
-    rt.block_on(backend.add_proxies(&urls(), &options(port)))
+    let entries: Vec<_> = urls()
+        .iter()
+        .map(|u| ytdlp_contract::proxy_list::parse_entry(u).unwrap())
+        .collect();
+    rt.block_on(backend.add_proxies(&entries, &options(port)))
         .unwrap();
     backend
 }
 
 fn round_trip(rt: &tokio::runtime::Runtime, backend: &mut Backend, opts: &Vec<(String, String)>) {
     rt.block_on(async {
-        let p = backend.get_proxy(black_box(opts)).await.unwrap();
-        backend.report_success(&p.url, opts).await.unwrap();
+        let req = ytdlp_contract::Request::default();
+        let p = backend.get_proxy(&req, black_box(opts)).await.unwrap();
+        backend
+            .report_success(&p, &req, &ytdlp_contract::Success::default(), opts)
+            .await
+            .unwrap();
     })
 }
 

@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use ytdlp_contract::options::is_host_key;
-use ytdlp_contract::proxy_url;
+use ytdlp_contract::proxy_list::{self, ProxyEntry};
+use ytdlp_contract::{ProxyMeta, parse_region, parse_tag, proxy_url};
 
 mod grants;
 mod serve;
@@ -48,9 +49,24 @@ pub struct Config {
     pub backend: Option<String>,
     /// yt-dlp executable.
     pub yt_dlp: Option<PathBuf>,
-    /// Proxies for the bundled `memory` backend.
+    /// Proxies for the bundled `memory` backend, each `URL` or
+    /// `URL;region=DE;tags=a,b;tier=1` (any format of a proxy list line).
     #[serde(default)]
     pub proxies: Vec<String>,
+    /// Proxies with their metadata as tables (`[[proxy]]`), after
+    /// `proxies`.
+    #[serde(default)]
+    pub proxy: Vec<ProxyTable>,
+    /// A proxy list file (one proxy per line, the same formats), re-read
+    /// when it changes.
+    pub proxies_file: Option<PathBuf>,
+    /// Only proxies in this region (or one of these), for every download.
+    pub region: Option<OneOrMany>,
+    /// Only proxies with all of these tags, for every download.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only proxies of this tier or a cheaper one.
+    pub max_tier: Option<u8>,
     /// Attempts per URL, each through another proxy (default 3).
     pub max_attempts: Option<u32>,
     /// What to do when the backend gives no proxy (default `direct`).
@@ -265,7 +281,82 @@ impl Default for LimitsConfig {
     }
 }
 
+/// One `[[proxy]]` table.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTable {
+    pub url: String,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tier: u8,
+}
+
+/// A value or a list of them (`region = "DE"` or `region = ["DE", "AT"]`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
 impl Config {
+    /// The configured proxies (`proxies`, then `[[proxy]]`), parsed; the
+    /// proxies file is read by whoever uses it (this crate reads no file
+    /// but the config).
+    pub fn proxy_entries(&self) -> Result<Vec<ProxyEntry>> {
+        let mut out = Vec::with_capacity(self.proxies.len() + self.proxy.len());
+        for (i, p) in self.proxies.iter().enumerate() {
+            out.push(
+                proxy_list::parse_entry(p).map_err(|e| {
+                    anyhow::anyhow!("proxies[{i}] ({}): {e}", proxy_url::mask_url(p))
+                })?,
+            );
+        }
+        for (i, t) in self.proxy.iter().enumerate() {
+            let at = || format!("proxy[{i}] ({})", proxy_url::mask_url(&t.url));
+            let mut e =
+                proxy_list::parse_entry(&t.url).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+            let region = match &t.region {
+                Some(r) => Some(parse_region(r).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?),
+                None => None,
+            };
+            let mut tags = Vec::new();
+            for tag in &t.tags {
+                tags.push(parse_tag(tag).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?);
+            }
+            // The table's fields win over a suffix in its url.
+            e.meta = ProxyMeta {
+                region: region.or(e.meta.region),
+                tags: if tags.is_empty() { e.meta.tags } else { tags },
+                tier: if t.tier != 0 { t.tier } else { e.meta.tier },
+            };
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// The regions asked for every download (`region`), canonical.
+    pub fn regions(&self) -> Result<Vec<String>> {
+        self.region
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| parse_region(r).map_err(|e| anyhow::anyhow!("region: {e}")))
+            .collect()
+    }
+
     /// Reads and validates a config file. Paths in it are relative to the
     /// file's directory (not to wherever the host runs).
     pub fn from_file(path: &Path) -> Result<Config> {
@@ -297,6 +388,9 @@ impl Config {
         if let Some(p) = &mut self.plugin_dir {
             path(p);
         }
+        if let Some(p) = &mut self.proxies_file {
+            path(p);
+        }
         if let Some(p) = &mut self.yt_dlp {
             program(p);
         }
@@ -324,9 +418,10 @@ impl Config {
     /// Checks everything that the types do not, so that a config is either
     /// wholly usable or refused.
     pub fn validate(&self) -> Result<()> {
-        for (i, p) in self.proxies.iter().enumerate() {
-            proxy_url::validate(p)
-                .map_err(|e| anyhow::anyhow!("proxies[{i}] ({}): {e}", proxy_url::mask_url(p)))?;
+        self.proxy_entries()?;
+        self.regions()?;
+        for t in &self.tags {
+            parse_tag(t).map_err(|e| anyhow::anyhow!("tags: {e}"))?;
         }
         // Every number has bounds: a duration too long for the clock would
         // panic where it is added to "now".
@@ -497,6 +592,47 @@ mod tests {
                 ("region".to_string(), "us".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn proxies_come_as_strings_with_metadata_and_as_tables() {
+        let c = Config::from_toml(
+            r#"
+            proxies = ["http://127.0.0.1:3128", "127.0.0.1:3129;region=de;tier=2"]
+            region = "fr"
+            tags = ["residential"]
+            max_tier = 2
+            [[proxy]]
+            url = "socks5://user:pass@10.0.0.2:1080"
+            region = "DE"
+            tags = ["residential"]
+            tier = 1
+            "#,
+        )
+        .unwrap();
+        let e = c.proxy_entries().unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[1].url.expose(), "http://127.0.0.1:3129");
+        assert!(e[1].assumed_http);
+        assert_eq!(e[1].meta.region.as_deref(), Some("DE"));
+        assert_eq!(e[1].meta.tier, 2);
+        assert_eq!(e[2].meta.tags, ["residential"]);
+        assert_eq!(e[2].meta.tier, 1);
+        assert_eq!(c.regions().unwrap(), ["FR"]);
+        assert_eq!(c.max_tier, Some(2));
+        for (bad, named) in [
+            (
+                "[[proxy]]\nurl = \"http://h:1\"\nregion = \"Germany\"\n",
+                "proxy[0]",
+            ),
+            ("[[proxy]]\nurl = \"http://h:1\"\ncolour = 1\n", "colour"),
+            ("proxies = [\"http://h:1;speed=9\"]", "proxies[0]"),
+            ("region = \"EUW\"", "region"),
+            ("tags = [\"a b\"]", "tags"),
+        ] {
+            let err = format!("{:#}", Config::from_toml(bad).unwrap_err());
+            assert!(err.contains(named), "{bad}: {err}");
+        }
     }
 
     #[test]

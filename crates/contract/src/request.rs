@@ -25,7 +25,10 @@ pub struct Wanted {
     )]
     pub regions: Vec<String>,
     /// None of these regions.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Vec::is_empty"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
     pub avoid_regions: Vec<String>,
     /// All of these tags; empty: any.
     #[cfg_attr(

@@ -9,7 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ytdlp_contract::options::is_host_key;
-use ytdlp_contract::proxy_url;
+use ytdlp_contract::proxy_list::{ProxyEntry, parse_entry};
+use ytdlp_contract::{Wanted, parse_region, parse_tag, proxy_url};
 use ytdlp_host_config::{
     self as config, BUNDLED_BACKEND, Config, DirGrant, NoProxyPolicy, Options, PluginConfig,
     RunnerKind,
@@ -67,6 +68,10 @@ pub struct HostBuilder {
     backend: Option<String>,
     backend_options: Options,
     proxies: Vec<String>,
+    proxies_file: Option<PathBuf>,
+    regions: Vec<String>,
+    tags: Vec<String>,
+    max_tier: Option<u8>,
     yt_dlp: Option<PathBuf>,
     no_proxy_manager: bool,
     max_attempts: Option<u32>,
@@ -100,6 +105,10 @@ impl HostBuilder {
             backend: None,
             backend_options: Options::new(),
             proxies: Vec::new(),
+            proxies_file: None,
+            regions: Vec::new(),
+            tags: Vec::new(),
+            max_tier: None,
             yt_dlp: None,
             no_proxy_manager: false,
             max_attempts: None,
@@ -139,9 +148,36 @@ impl HostBuilder {
         self
     }
 
-    /// A proxy for the bundled backend's list, after the config's.
+    /// A proxy for the bundled backend's list, after the config's: `URL`
+    /// or `URL;region=DE;tags=a,b;tier=1`, in any format of a proxy list.
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         self.proxies.push(url.into());
+        self
+    }
+
+    /// A proxies file for the bundled backend (instead of the config's
+    /// `proxies_file`), re-read when it changes.
+    pub fn proxies_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.proxies_file = Some(path.into());
+        self
+    }
+
+    /// Only proxies in one of these regions, for every download (instead
+    /// of the config's `region`).
+    pub fn regions(mut self, regions: Vec<String>) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// Only proxies with all of these tags (instead of the config's).
+    pub fn tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// Only proxies of this tier or a cheaper one.
+    pub fn max_tier(mut self, tier: u8) -> Self {
+        self.max_tier = Some(tier);
         self
     }
 
@@ -214,13 +250,19 @@ impl HostBuilder {
     pub fn validate(&self) -> Result<(), BuildError> {
         self.register_secrets();
         for (i, p) in self.proxies.iter().enumerate() {
-            proxy_url::validate(p).map_err(|e| {
+            parse_entry(p).map_err(|e| {
                 BuildError::Invalid(format!(
                     "--proxy #{} ({}): {e}",
                     i + 1,
                     proxy_url::mask_url(p)
                 ))
             })?;
+        }
+        for r in &self.regions {
+            parse_region(r).map_err(|e| BuildError::Invalid(format!("--region: {e}")))?;
+        }
+        for t in &self.tags {
+            parse_tag(t).map_err(|e| BuildError::Invalid(format!("--tag: {e}")))?;
         }
         if let Some((k, _)) = self.backend_options.iter().find(|(k, _)| is_host_key(k)) {
             return Err(BuildError::Invalid(format!(
@@ -233,16 +275,93 @@ impl HostBuilder {
                 "--proxy feeds the bundled `{BUNDLED_BACKEND}` backend, but the backend is `{backend}`; give that plugin its proxies through its own options"
             )));
         }
+        if self.proxies_file.is_some() && backend != BUNDLED_BACKEND {
+            return Err(BuildError::Invalid(format!(
+                "--proxy-file feeds the bundled `{BUNDLED_BACKEND}` backend, but the backend is `{backend}`"
+            )));
+        }
         Ok(())
+    }
+
+    /// The proxies file in use: the override, else the config's.
+    pub fn proxies_file_path(&self) -> Option<&Path> {
+        self.proxies_file
+            .as_deref()
+            .or(self.config.proxies_file.as_deref())
+    }
+
+    /// The bundled backend's proxies: the config's (`proxies`, `[[proxy]]`),
+    /// then `--proxy`, then the proxies file's. A proxy given without a
+    /// scheme is taken as `http://`, said once.
+    pub fn proxy_entries(&self) -> Result<Vec<ProxyEntry>, BuildError> {
+        let mut out = self
+            .config
+            .proxy_entries()
+            .map_err(|e| BuildError::Invalid(format!("{e:#}")))?;
+        for (i, p) in self.proxies.iter().enumerate() {
+            out.push(parse_entry(p).map_err(|e| {
+                BuildError::Invalid(format!(
+                    "--proxy #{} ({}): {e}",
+                    i + 1,
+                    proxy_url::mask_url(p)
+                ))
+            })?);
+        }
+        if let Some(path) = self.proxies_file_path() {
+            let from_file = crate::proxies_file::read(path).map_err(|e| {
+                BuildError::Invalid(format!("proxies file {}: {e}", path.display()))
+            })?;
+            out.extend(from_file);
+        }
+        for e in &out {
+            ytdlp_host_text::secrets::register_proxy(&e.url);
+            if e.assumed_http {
+                tracing::info!("{} has no scheme: taken as http://", e.url.host_port());
+            }
+        }
+        Ok(out)
+    }
+
+    /// What every download wants of its proxy: the overrides, else the
+    /// config's `region`, `tags`, `max_tier`.
+    pub fn want(&self) -> Result<Wanted, BuildError> {
+        let bad = |e: String| BuildError::Invalid(e);
+        let regions = if self.regions.is_empty() {
+            self.config.regions().map_err(|e| bad(format!("{e:#}")))?
+        } else {
+            self.regions
+                .iter()
+                .map(|r| parse_region(r).map_err(|e| bad(format!("--region: {e}"))))
+                .collect::<Result<_, _>>()?
+        };
+        let tags = if self.tags.is_empty() {
+            self.config.tags.clone()
+        } else {
+            self.tags.clone()
+        };
+        Ok(Wanted {
+            regions,
+            avoid_regions: Vec::new(),
+            tags,
+            min_tier: 0,
+            max_tier: self.max_tier.or(self.config.max_tier),
+        })
     }
 
     /// Proxy credentials, secret-looking plugin options (tokens, passwords,
     /// URLs with a password) and granted environment variables' values.
     fn register_secrets(&self) {
         use ytdlp_host_text::secrets;
-        for p in self.config.proxies.iter().chain(&self.proxies) {
-            match proxy_url::validate(p) {
-                Ok(u) => secrets::register_proxy(&u),
+        let tables = self.config.proxy.iter().map(|t| &t.url);
+        for p in self
+            .config
+            .proxies
+            .iter()
+            .chain(tables)
+            .chain(&self.proxies)
+        {
+            match parse_entry(p) {
+                Ok(e) => secrets::register_proxy(&e.url),
                 // An invalid one is refused below; its parts are secrets all
                 // the same (its error message must not show them).
                 Err(_) => register_userinfo(p),
@@ -328,13 +447,14 @@ impl HostBuilder {
     }
 
     /// Options for `init`: the plugin's config options, plus the proxy
-    /// list for the bundled backend.
-    pub fn init_options(&self) -> Options {
+    /// list for the bundled backend (one `proxy` option per proxy, in the
+    /// list syntax, metadata included).
+    pub fn init_options(&self) -> Result<Options, BuildError> {
         let backend = self.backend_name();
         let mut opts = config::options_from_table(&self.config.plugin(backend).options);
         if backend == BUNDLED_BACKEND {
-            for p in self.config.proxies.iter().chain(&self.proxies) {
-                opts.push(("proxy".to_string(), p.clone()));
+            for e in self.proxy_entries()? {
+                opts.push(("proxy".to_string(), e.to_line()));
             }
             if self.persist_health() {
                 opts.push(("state_dir".to_string(), BUNDLED_STATE_GUEST.to_string()));
@@ -343,7 +463,7 @@ impl HostBuilder {
                 }
             }
         }
-        opts
+        Ok(opts)
     }
 
     /// The selected plugin's config; the bundled plugin also gets its
@@ -394,14 +514,32 @@ impl HostBuilder {
             .map_err(|e| BuildError::Load(anyhow::anyhow!("loading the plugin: {e}")))?
             .map_err(BuildError::Load)?;
         let pc = self.plugin_config()?;
-        Ok(Backend::start(plugin, pc, self.init_options()).await?)
+        let init = self.init_options()?;
+        Ok(Backend::start(plugin, pc, init).await?)
+    }
+
+    /// The backend as a proxy source for downloads: started, in its own
+    /// task, and told when the proxies file changes.
+    pub async fn start_source(&self) -> Result<Arc<dyn ProxySource>, BuildError> {
+        let backend = self.start_backend().await?;
+        let source: Arc<dyn ProxySource> = Arc::new(PluginSource::new(backend));
+        if let Some(path) = self.proxies_file_path()
+            && self.backend_name() == BUNDLED_BACKEND
+            && !self.read_only
+        {
+            let current = crate::proxies_file::read(path).unwrap_or_default();
+            crate::proxies_file::watch(path.to_path_buf(), current, Arc::downgrade(&source));
+        }
+        Ok(source)
     }
 
     /// Any proxy configured (config, `--proxy`) or a backend of the user's
     /// own: then their address is meant to stay hidden.
     fn proxies_configured(&self) -> bool {
         !self.config.proxies.is_empty()
+            || !self.config.proxy.is_empty()
             || !self.proxies.is_empty()
+            || self.proxies_file_path().is_some()
             || self.backend_name() != BUNDLED_BACKEND
     }
 
@@ -430,8 +568,8 @@ impl HostBuilder {
         let source: Option<Arc<dyn ProxySource>> = if self.no_proxy_manager {
             None
         } else {
-            match self.start_backend().await {
-                Ok(b) => Some(Arc::new(PluginSource::new(b))),
+            match self.start_source().await {
+                Ok(s) => Some(s),
                 // A plugin that crashes or hangs at start goes direct only
                 // under a `direct` chosen explicitly; a missing plugin or
                 // refused options are config errors.
@@ -474,6 +612,7 @@ impl HostBuilder {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
+            want: self.want()?,
         };
         Ok(Downloader::new(
             source,

@@ -1,22 +1,26 @@
 //! One URL from start to end, where a proxy is chosen for it: ask the
-//! proxy source for a proxy, check it, run yt-dlp with it, report the
-//! outcome (with the failure's kind), and retry through another proxy while
-//! the failure is one another proxy could fix.
+//! proxy source for a proxy that fits the request (region, tags, tier; not
+//! one that already failed this URL), check it, run yt-dlp with it, report
+//! the outcome (with the failure's kind and detail), and retry through
+//! another proxy while the failure is one another proxy could fix: after a
+//! geo restriction, one in a country the site allows.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use ytdlp_contract::options::{HOST_ATTEMPT, HOST_DOWNLOAD_ID, HOST_SITE, HOST_URL};
-use ytdlp_contract::{Failure, FailureDetail, FailureKind, Phase};
+use ytdlp_contract::{
+    Failure, FailureDetail, FailureKind, Phase, ProxyMeta, Request, Site, Success, Wanted,
+};
 use ytdlp_host_config::{NoProxyPolicy, Options, merge_options};
-use ytdlp_host_plugin_host::{FailureReport, ProxyChoice};
+use ytdlp_host_plugin_host::{BackendError, ProxyChoice};
 use ytdlp_host_ytdlp::{Progress, RunOutcome, RunSpec, Runner};
 
 use crate::preflight::Preflight;
 use crate::source::ProxySource;
+use crate::tiers::{TierChoice, Tiers};
 
 /// How downloads run.
 #[derive(Debug, Clone)]
@@ -36,6 +40,9 @@ pub struct Settings {
     pub direct_socket_timeout_secs: u64,
     /// Pre-flight check timeout; `None`: no check.
     pub preflight: Option<Duration>,
+    /// What every download wants of its proxy (config `region`, `tags`,
+    /// `max_tier`); a download's own wishes replace these.
+    pub want: Wanted,
 }
 
 /// One download asked for.
@@ -50,6 +57,19 @@ pub struct DownloadRequest {
     /// yt-dlp arguments for this download, after the configured ones.
     #[serde(default)]
     pub ytdlp_args: Vec<String>,
+    /// Only proxies in one of these regions (ISO 3166-1 codes); empty: the
+    /// configured ones.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Only proxies with all of these tags; empty: the configured ones.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only proxies of this tier or a cheaper one.
+    #[serde(default)]
+    pub max_tier: Option<u8>,
+    /// Attempts with the same key get the same proxy while it works.
+    #[serde(default)]
+    pub sticky_key: Option<String>,
 }
 
 impl DownloadRequest {
@@ -71,6 +91,24 @@ impl DownloadRequest {
         self.ytdlp_args = args;
         self
     }
+
+    /// Only proxies in one of these regions.
+    pub fn with_regions(mut self, regions: Vec<String>) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// Checks what the request asks of its proxy (codes, tags), naming
+    /// the bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        for r in &self.regions {
+            ytdlp_contract::parse_region(r)?;
+        }
+        for t in &self.tags {
+            ytdlp_contract::parse_tag(t)?;
+        }
+        Ok(())
+    }
 }
 
 /// One attempt at a URL.
@@ -81,11 +119,18 @@ pub struct Attempt {
     /// Its id (two credentials on one proxy show alike, their ids differ).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_id: Option<String>,
+    /// Its region, tags and tier, when the backend says.
+    #[serde(skip_serializing_if = "ProxyMeta::is_empty")]
+    pub proxy_meta: ProxyMeta,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What else the host knows of the failure (HTTP status,
+    /// `Retry-After`, allowed countries, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<FailureDetail>,
     pub duration_ms: u64,
 }
 
@@ -154,6 +199,8 @@ pub struct Downloader {
     runner: Arc<dyn Runner>,
     preflight: Option<Preflight>,
     next_id: AtomicU64,
+    /// The tier each site is at (shared by every download).
+    tiers: Tiers,
 }
 
 impl Downloader {
@@ -170,7 +217,13 @@ impl Downloader {
             settings,
             runner,
             next_id: AtomicU64::new(1),
+            tiers: Tiers::default(),
         }
+    }
+
+    /// The tier each site is at.
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
     }
 
     /// The proxy source new downloads use.
@@ -200,6 +253,72 @@ impl Downloader {
         )
     }
 
+    /// What a download wants of its proxy: its own wishes, else the
+    /// configured ones.
+    fn want_of(&self, req: &DownloadRequest) -> Wanted {
+        let base = &self.settings.want;
+        let canonical = |v: &[String]| {
+            v.iter()
+                .filter_map(|r| ytdlp_contract::parse_region(r).ok())
+                .collect::<Vec<_>>()
+        };
+        Wanted {
+            regions: if req.regions.is_empty() {
+                base.regions.clone()
+            } else {
+                canonical(&req.regions)
+            },
+            avoid_regions: Vec::new(),
+            tags: if req.tags.is_empty() {
+                base.tags.clone()
+            } else {
+                req.tags.clone()
+            },
+            min_tier: 0,
+            max_tier: req.max_tier.or(base.max_tier),
+        }
+    }
+
+    /// Asks the source for a proxy that fits `request`; a proxy outside
+    /// what was asked is the plugin's contract violation, never used. When
+    /// the site's tier has no proxy left, asks again from the cheapest.
+    async fn choose(
+        &self,
+        source: &dyn ProxySource,
+        request: &mut Request,
+        options: &Options,
+        tier: &mut TierChoice,
+    ) -> Result<Arc<ProxyChoice>, BackendError> {
+        let mut answer = source.get_proxy(request, options).await;
+        if matches!(answer, Err(BackendError::NoProxy { .. })) && request.want.min_tier > 0 {
+            self.tiers.reset(&request.site.domain);
+            request.want.min_tier = 0;
+            *tier = TierChoice {
+                min_tier: 0,
+                probe: false,
+            };
+            answer = source.get_proxy(request, options).await;
+        }
+        let choice = answer?;
+        if !request.want.admits(&choice.meta) {
+            return Err(BackendError::ContractViolation {
+                plugin: source.name().to_string(),
+                call: ytdlp_host_plugin_host::Call::GetProxy,
+                reason: format!(
+                    "handed out [{}] ({}) for a request that wants {}",
+                    choice.id,
+                    if choice.meta.is_empty() {
+                        "no region, tags or tier".to_string()
+                    } else {
+                        choice.meta.to_string()
+                    },
+                    describe_want(&request.want)
+                ),
+            });
+        }
+        Ok(choice)
+    }
+
     /// Runs one download to its end, reporting events as they happen.
     pub async fn run(
         &self,
@@ -221,32 +340,51 @@ impl Downloader {
             error: None,
             kind: None,
         };
-        let merged = merge_options(&self.base_options, &req.backend_options);
+        let call_options = merge_options(&self.base_options, &req.backend_options);
+        let mut request = Request {
+            url: url.to_string(),
+            site: site.clone(),
+            attempt: 0,
+            download_id: id.to_string(),
+            sticky_key: req.sticky_key.clone(),
+            avoid: Vec::new(),
+            want: self.want_of(req),
+        };
         for n in 1..=self.settings.max_attempts {
-            let mut call_options = merged.clone();
-            call_options.extend([
-                (HOST_URL.to_string(), url.to_string()),
-                (HOST_SITE.to_string(), site.clone()),
-                (HOST_ATTEMPT.to_string(), n.to_string()),
-                (HOST_DOWNLOAD_ID.to_string(), id.to_string()),
-            ]);
+            request.attempt = n;
+            let mut tier = self.tiers.choose(&site.domain, Instant::now());
+            request.want.min_tier = tier.min_tier;
             let proxy = match &backend {
                 None => None,
                 Some(backend) => {
-                    let answer = backend.get_proxy(&call_options).await;
-                    match answer {
+                    match self
+                        .choose(backend.as_ref(), &mut request, &call_options, &mut tier)
+                        .await
+                    {
                         Ok(choice) => Some(choice),
                         Err(e) => {
                             let proxied = result.attempts.iter().any(|a| a.proxy.is_some());
+                            // A constrained request (a region asked for, or
+                            // routed after a geo restriction) never goes
+                            // direct: the user's address is not in it.
+                            let constrained = !request.want.is_any();
                             match self.settings.on_no_proxy {
                                 NoProxyPolicy::Direct
-                                    if !proxied || self.settings.direct_after_proxy =>
+                                    if !constrained
+                                        && (!proxied || self.settings.direct_after_proxy) =>
                                 {
                                     tracing::warn!(
                                         "{e}; downloading {} without a proxy (policy `direct`)",
                                         ytdlp_host_text::clean(url)
                                     );
                                     None
+                                }
+                                NoProxyPolicy::Direct if constrained => {
+                                    result.error = Some(format!(
+                                        "{e} (no proxy {}; a direct download would not be one)",
+                                        describe_want(&request.want)
+                                    ));
+                                    return result;
                                 }
                                 NoProxyPolicy::Direct => {
                                     result.error = Some(format!(
@@ -289,40 +427,56 @@ impl Downloader {
                     }),
                 },
                 None => {
-                    self.run_once(req, proxy.as_ref(), &mut |p| {
+                    self.run_once(req, proxy.as_deref(), &mut |p| {
                         on_event(AttemptEvent::Progress(p))
                     })
                     .await
                 }
             };
-            let (kind, message) = match &outcome.failure {
-                None => (None, None),
-                Some(f) => (Some(f.kind), Some(f.message.clone())),
-            };
+            let elapsed_ms = u32::try_from(outcome.duration.as_millis()).unwrap_or(u32::MAX);
             result.attempts.push(Attempt {
                 proxy: proxy.as_ref().map(|p| p.url.to_string()),
-                proxy_id: proxy.as_ref().map(|p| p.url.id()),
+                proxy_id: proxy.as_ref().map(|p| p.id.clone()),
+                proxy_meta: proxy.as_ref().map(|p| p.meta.clone()).unwrap_or_default(),
                 ok: outcome.succeeded(),
-                kind,
-                message: message.clone(),
+                kind: outcome.failure.as_ref().map(|f| f.kind),
+                message: outcome.failure.as_ref().map(|f| f.message.clone()),
+                detail: outcome
+                    .failure
+                    .as_ref()
+                    .map(|f| f.detail.clone())
+                    .filter(|d| *d != FailureDetail::default()),
                 duration_ms: outcome.duration.as_millis() as u64,
             });
             if let (Some(backend), Some(choice)) = (&backend, &proxy) {
                 let delivered = match &outcome.failure {
-                    None => backend.report_success(&choice.url, &call_options).await,
-                    Some(f) => {
-                        let report = FailureReport {
-                            kind: f.kind,
-                            message: f.message.clone(),
-                        };
+                    None => {
+                        let bytes = outcome
+                            .file
+                            .as_ref()
+                            .and_then(|f| std::fs::metadata(f).ok())
+                            .map(|m| m.len());
+                        let ok = Success { elapsed_ms, bytes };
                         backend
-                            .report_failure(&choice.url, &report, &call_options)
+                            .report_success(choice, &request, &ok, &call_options)
+                            .await
+                    }
+                    Some(f) => {
+                        backend
+                            .report_failure(choice, &request, f, elapsed_ms, &call_options)
                             .await
                     }
                 };
                 if let Err(e) = delivered {
                     tracing::warn!("report not delivered: {e}");
                 }
+                self.tiers.observe(
+                    &site.domain,
+                    tier,
+                    choice.meta.tier,
+                    outcome.failure.as_ref().map(|f| f.kind),
+                    Instant::now(),
+                );
             }
             match outcome.failure {
                 None => {
@@ -332,21 +486,37 @@ impl Downloader {
                     result.kind = None;
                     return result;
                 }
-                Some(Failure { kind, message, .. }) => {
+                Some(Failure {
+                    kind,
+                    message,
+                    detail,
+                }) => {
                     result.kind = Some(kind);
                     result.error = Some(message.clone());
                     // A direct run is the policy's last resort; content and
                     // host failures would fail through any proxy.
-                    if proxy.is_none() || !kind.retry_elsewhere() {
+                    let Some(choice) = proxy.as_ref() else {
                         return result;
+                    };
+                    if !kind.retry_elsewhere() {
+                        return result;
+                    }
+                    // Not that proxy again for this URL.
+                    if !request.avoid.contains(&choice.id) {
+                        request.avoid.push(choice.id.clone());
+                    }
+                    if kind == FailureKind::GeoRestricted {
+                        route_after_geo(&mut request.want, &detail, &choice.meta);
                     }
                     if n < self.settings.max_attempts {
                         tracing::info!(
-                            "{url}: attempt {n} through {} failed ({kind}); trying another proxy",
-                            proxy
-                                .as_ref()
-                                .map(|p| p.url.to_string())
-                                .unwrap_or_default()
+                            "{url}: attempt {n} through {} failed ({kind}); trying another proxy{}",
+                            choice.url,
+                            if kind == FailureKind::GeoRestricted {
+                                format!(" ({})", describe_want(&request.want))
+                            } else {
+                                String::new()
+                            }
                         );
                         on_event(AttemptEvent::Retrying {
                             attempt: n,
@@ -383,10 +553,95 @@ impl Downloader {
     }
 }
 
-/// The host name of a URL, lower case (`host.site`); empty if none.
-pub fn site_of(url: &str) -> String {
-    url::Url::parse(url)
+/// The site of a URL: its host name, lower case, and its registrable
+/// domain (eTLD+1 by the public suffix list; for an IP address or a name
+/// the list does not know, the host itself). Empty if the URL has no host.
+pub fn site_of(url: &str) -> Site {
+    let host = url::Url::parse(url)
         .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-        .unwrap_or_default()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let domain = if is_ip {
+        host.clone()
+    } else {
+        psl::domain_str(&host)
+            .map(str::to_string)
+            .unwrap_or_else(|| host.clone())
+    };
+    Site { host, domain }
+}
+
+/// The request of a first attempt at `url`, wanting `want` (what
+/// `proxies get` asks with).
+pub fn first_request(url: &str, download_id: &str, want: Wanted) -> Request {
+    Request {
+        url: url.to_string(),
+        site: site_of(url),
+        attempt: 1,
+        download_id: download_id.to_string(),
+        sticky_key: None,
+        avoid: Vec::new(),
+        want,
+    }
+}
+
+/// After a geo restriction: ask for a proxy in a country the site allows;
+/// when it named none, for one outside the region that was refused.
+fn route_after_geo(want: &mut Wanted, detail: &FailureDetail, refused: &ProxyMeta) {
+    if !detail.countries.is_empty() {
+        let allowed: Vec<String> = detail
+            .countries
+            .iter()
+            .filter_map(|c| ytdlp_contract::parse_region(c).ok())
+            .collect();
+        // Within what the user asked for, if anything: the user's regions
+        // that the site allows (or the site's, when the user asked none).
+        want.regions = if want.regions.is_empty() {
+            allowed
+        } else {
+            want.regions
+                .iter()
+                .filter(|r| allowed.iter().any(|a| ytdlp_contract::region_matches(r, a)))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        if want.regions.is_empty() {
+            // Nothing the user allows is allowed by the site: keep asking
+            // for something impossible, so that no proxy and no direct run
+            // is tried (`XZ` is user-assigned, never a real country).
+            want.regions.push("XZ".into());
+        }
+    } else if let Some(r) = &refused.region
+        && !want.avoid_regions.contains(r)
+    {
+        want.avoid_regions.push(r.clone());
+    }
+}
+
+/// `in region DE or FR, tagged residential, tier 1-2`, for messages.
+fn describe_want(w: &Wanted) -> String {
+    let mut parts = Vec::new();
+    if !w.regions.is_empty() {
+        parts.push(format!("in region {}", w.regions.join(" or ")));
+    }
+    if !w.avoid_regions.is_empty() {
+        parts.push(format!("outside {}", w.avoid_regions.join(", ")));
+    }
+    if !w.tags.is_empty() {
+        parts.push(format!("tagged {}", w.tags.join(", ")));
+    }
+    match (w.min_tier, w.max_tier) {
+        (0, None) => {}
+        (min, None) => parts.push(format!("of tier {min} or dearer")),
+        (min, Some(max)) => parts.push(format!("of tier {min}-{max}")),
+    }
+    if parts.is_empty() {
+        "any proxy".to_string()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -17,15 +17,18 @@
 pub mod builder;
 pub mod downloader;
 pub mod preflight;
+pub mod proxies_file;
 pub mod queue;
 pub mod source;
+pub mod tiers;
 
 #[cfg(test)]
 mod tests;
 
 pub use builder::{BuildError, HostBuilder};
 pub use downloader::{
-    Attempt, AttemptEvent, DownloadRequest, DownloadResult, Downloader, Settings, Status, site_of,
+    Attempt, AttemptEvent, DownloadRequest, DownloadResult, Downloader, Settings, Status,
+    first_request, site_of,
 };
 pub use queue::{
     CancelOutcome, DownloadId, DownloadStatus, Event, Host, Limits, Page, QueueCounts,

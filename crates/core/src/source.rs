@@ -2,9 +2,12 @@
 //! its implementation over a plugin ([`PluginSource`]). Tests drive the
 //! downloader with scripted sources instead.
 
-use ytdlp_contract::{Options, ProxyUrl};
+use std::sync::Arc;
+
+use ytdlp_contract::proxy_list::ProxyEntry;
+use ytdlp_contract::{Failure, Options, Request, Success};
 use ytdlp_host_plugin_host::{
-    Backend, BackendError, BackendHandle, FailureReport, ProxyChoice, StatsRow,
+    Backend, BackendError, BackendHandle, Contract, PluginInfo, ProxyChoice, StatsRow,
 };
 use ytdlp_host_ytdlp::BoxFuture;
 
@@ -16,19 +19,24 @@ pub trait ProxySource: Send + Sync {
 
     fn get_proxy<'a>(
         &'a self,
+        req: &'a Request,
         options: &'a Options,
-    ) -> BoxFuture<'a, Result<ProxyChoice, BackendError>>;
+    ) -> BoxFuture<'a, Result<Arc<ProxyChoice>, BackendError>>;
 
     fn report_success<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
+        proxy: &'a Arc<ProxyChoice>,
+        req: &'a Request,
+        outcome: &'a Success,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
     fn report_failure<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
-        failure: &'a FailureReport,
+        proxy: &'a Arc<ProxyChoice>,
+        req: &'a Request,
+        failure: &'a Failure,
+        elapsed_ms: u32,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>>;
 
@@ -37,6 +45,23 @@ pub trait ProxySource: Send + Sync {
         &'a self,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<Option<Vec<StatsRow>>, BackendError>>;
+
+    /// Adds proxies (a reloaded proxies file); `Ok(None)`: the source's
+    /// list cannot change.
+    fn add_proxies<'a>(
+        &'a self,
+        _entries: &'a [ProxyEntry],
+    ) -> BoxFuture<'a, Result<Option<u32>, BackendError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Removes proxies by id or URL; `Ok(None)` as for `add_proxies`.
+    fn remove_proxies<'a>(
+        &'a self,
+        _ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<u32>, BackendError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A plugin instance as a proxy source: its calls go to the instance's own
@@ -53,6 +78,19 @@ impl PluginSource {
             backend: BackendHandle::spawn(backend),
         }
     }
+
+    /// The contract version the plugin was built for.
+    pub fn contract(&self) -> Contract {
+        self.backend.contract()
+    }
+
+    pub async fn describe(&self) -> Result<Option<PluginInfo>, BackendError> {
+        self.backend.describe().await
+    }
+
+    pub fn handle(&self) -> &BackendHandle {
+        &self.backend
+    }
 }
 
 impl ProxySource for PluginSource {
@@ -62,26 +100,34 @@ impl ProxySource for PluginSource {
 
     fn get_proxy<'a>(
         &'a self,
+        req: &'a Request,
         options: &'a Options,
-    ) -> BoxFuture<'a, Result<ProxyChoice, BackendError>> {
-        Box::pin(self.backend.get_proxy(options))
+    ) -> BoxFuture<'a, Result<Arc<ProxyChoice>, BackendError>> {
+        Box::pin(self.backend.get_proxy(req, options))
     }
 
     fn report_success<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
+        proxy: &'a Arc<ProxyChoice>,
+        req: &'a Request,
+        outcome: &'a Success,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(self.backend.report_success(proxy, options))
+        Box::pin(self.backend.report_success(proxy, req, outcome, options))
     }
 
     fn report_failure<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
-        failure: &'a FailureReport,
+        proxy: &'a Arc<ProxyChoice>,
+        req: &'a Request,
+        failure: &'a Failure,
+        elapsed_ms: u32,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(self.backend.report_failure(proxy, failure, options))
+        Box::pin(
+            self.backend
+                .report_failure(proxy, req, failure, elapsed_ms, options),
+        )
     }
 
     fn get_stats<'a>(
@@ -89,5 +135,19 @@ impl ProxySource for PluginSource {
         options: &'a Options,
     ) -> BoxFuture<'a, Result<Option<Vec<StatsRow>>, BackendError>> {
         Box::pin(self.backend.get_stats(options))
+    }
+
+    fn add_proxies<'a>(
+        &'a self,
+        entries: &'a [ProxyEntry],
+    ) -> BoxFuture<'a, Result<Option<u32>, BackendError>> {
+        Box::pin(self.backend.add_proxies(entries, &[]))
+    }
+
+    fn remove_proxies<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<u32>, BackendError>> {
+        Box::pin(self.backend.remove_proxies(ids, &[]))
     }
 }

@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ytdlp_contract::{FailureKind, Options, ProxyUrl, proxy_url};
+use ytdlp_contract::{
+    Failure, FailureDetail, FailureKind, Options, ProxyMeta, Request, Success, Wanted, proxy_url,
+};
 use ytdlp_host_config::NoProxyPolicy;
-use ytdlp_host_plugin_host::{BackendError, FailureReport, ProxyChoice, StatsRow};
+use ytdlp_host_plugin_host::{BackendError, ProxyChoice, StatsRow};
 use ytdlp_host_ytdlp::{BoxFuture, Progress, RunOutcome, RunSpec, Runner};
 
 use crate::{
@@ -23,6 +25,8 @@ use crate::{
 /// One scripted answer of the source to `get-proxy`.
 enum Answer {
     Proxy(&'static str),
+    /// A proxy with metadata (`region=DE;tier=1` syntax).
+    ProxyIn(&'static str, &'static str),
     NoProxy,
     /// Never answers (until the call is dropped).
     Hang,
@@ -33,6 +37,8 @@ enum Answer {
 struct ScriptedSource {
     answers: Mutex<VecDeque<Answer>>,
     reports: Mutex<Vec<(String, Option<FailureKind>)>>,
+    /// Every request get-proxy saw.
+    requests: Mutex<Vec<Request>>,
     /// Set when a hanging call was dropped (cancelled).
     hang_dropped: Arc<AtomicBool>,
 }
@@ -48,6 +54,27 @@ impl ScriptedSource {
     fn reports(&self) -> Vec<(String, Option<FailureKind>)> {
         self.reports.lock().unwrap().clone()
     }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn choice(url: &str, meta: &str) -> Arc<ProxyChoice> {
+    let url = proxy_url::validate(url).unwrap();
+    let meta = if meta.is_empty() {
+        ProxyMeta::default()
+    } else {
+        ytdlp_contract::proxy_list::parse_entry(&format!("{};{meta}", url.expose()))
+            .unwrap()
+            .meta
+    };
+    Arc::new(ProxyChoice {
+        id: url.id(),
+        url,
+        timeout_ms: 5000,
+        meta,
+    })
 }
 
 struct SetOnDrop(Arc<AtomicBool>);
@@ -65,16 +92,16 @@ impl ProxySource for ScriptedSource {
 
     fn get_proxy<'a>(
         &'a self,
+        req: &'a Request,
         _options: &'a Options,
-    ) -> BoxFuture<'a, Result<ProxyChoice, BackendError>> {
+    ) -> BoxFuture<'a, Result<Arc<ProxyChoice>, BackendError>> {
+        self.requests.lock().unwrap().push(req.clone());
         let answer = self.answers.lock().unwrap().pop_front();
         let dropped = self.hang_dropped.clone();
         Box::pin(async move {
             match answer {
-                Some(Answer::Proxy(url)) => Ok(ProxyChoice {
-                    url: proxy_url::validate(url).unwrap(),
-                    timeout_ms: 5000,
-                }),
+                Some(Answer::Proxy(url)) => Ok(choice(url, "")),
+                Some(Answer::ProxyIn(url, meta)) => Ok(choice(url, meta)),
                 Some(Answer::Hang) => {
                     let _guard = SetOnDrop(dropped);
                     std::future::pending().await
@@ -90,26 +117,30 @@ impl ProxySource for ScriptedSource {
 
     fn report_success<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
+        proxy: &'a Arc<ProxyChoice>,
+        _req: &'a Request,
+        _outcome: &'a Success,
         _options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         self.reports
             .lock()
             .unwrap()
-            .push((proxy.expose().to_string(), None));
+            .push((proxy.url.expose().to_string(), None));
         Box::pin(async { Ok(()) })
     }
 
     fn report_failure<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
-        failure: &'a FailureReport,
+        proxy: &'a Arc<ProxyChoice>,
+        _req: &'a Request,
+        failure: &'a Failure,
+        _elapsed_ms: u32,
         _options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         self.reports
             .lock()
             .unwrap()
-            .push((proxy.expose().to_string(), Some(failure.kind)));
+            .push((proxy.url.expose().to_string(), Some(failure.kind)));
         Box::pin(async { Ok(()) })
     }
 
@@ -126,6 +157,8 @@ impl ProxySource for ScriptedSource {
 enum Run {
     Ok,
     Fail(FailureKind),
+    /// A geo restriction naming the allowed countries.
+    Geo(&'static [&'static str]),
     /// Takes this long, then succeeds.
     Slow(Duration),
     Panic,
@@ -201,6 +234,20 @@ impl Runner for ScriptedRunner {
                 Run::Fail(kind) => {
                     RunOutcome::failed(kind, format!("scripted {kind}"), Duration::ZERO)
                 }
+                Run::Geo(countries) => {
+                    let mut o = RunOutcome::failed(
+                        FailureKind::GeoRestricted,
+                        "scripted geo restriction".into(),
+                        Duration::ZERO,
+                    );
+                    if let Some(f) = &mut o.failure {
+                        f.detail = FailureDetail {
+                            countries: countries.iter().map(|c| c.to_string()).collect(),
+                            ..FailureDetail::default()
+                        };
+                    }
+                    o
+                }
                 Run::Panic => panic!("scripted runner panics"),
             };
             guard.armed = false;
@@ -230,6 +277,7 @@ fn settings(max_attempts: u32, policy: NoProxyPolicy) -> Settings {
         run_timeout: Duration::from_secs(60),
         direct_socket_timeout_secs: 30,
         preflight: None,
+        want: Wanted::default(),
     }
 }
 
@@ -392,6 +440,151 @@ async fn without_a_source_every_run_is_direct_and_nothing_is_reported() {
 
 // ---------------------------------------------------------------------------
 // The queue: order, cancellation, panics, shutdown
+
+#[tokio::test(start_paused = true)]
+async fn the_request_carries_the_site_and_avoids_proxies_that_failed_the_url() {
+    let source = ScriptedSource::new(vec![Answer::Proxy(A), Answer::Proxy(B), Answer::Proxy(C)]);
+    let runner = ScriptedRunner::new(vec![
+        Run::Fail(FailureKind::ProxyConnect),
+        Run::Fail(FailureKind::ProxyTimeout),
+        Run::Ok,
+    ]);
+    let d = downloader(&source, &runner, 3, NoProxyPolicy::Fail);
+    let r = d
+        .run(
+            "id-7",
+            &DownloadRequest::new("https://www.bbc.co.uk/iplayer/x"),
+            |_| {},
+        )
+        .await;
+    assert_eq!(r.status, Status::Done);
+    let reqs = source.requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs[0].site.host, "www.bbc.co.uk");
+    assert_eq!(reqs[0].site.domain, "bbc.co.uk");
+    assert_eq!(reqs[0].download_id, "id-7");
+    assert_eq!(
+        reqs.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let id = |u: &str| proxy_url::validate(u).unwrap().id();
+    assert!(reqs[0].avoid.is_empty());
+    assert_eq!(reqs[1].avoid, [id(A)]);
+    assert_eq!(reqs[2].avoid, [id(A), id(B)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_geo_restriction_routes_the_next_attempt_to_an_allowed_country() {
+    let source = ScriptedSource::new(vec![
+        Answer::ProxyIn(A, "region=US"),
+        Answer::ProxyIn(B, "region=DE"),
+    ]);
+    let runner = ScriptedRunner::new(vec![Run::Geo(&["DE", "FR"]), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+    assert_eq!(r.status, Status::Done, "{r:?}");
+    assert_eq!(r.attempts[0].kind, Some(FailureKind::GeoRestricted));
+    assert_eq!(
+        r.attempts[0].detail.as_ref().unwrap().countries,
+        ["DE", "FR"]
+    );
+    assert_eq!(r.attempts[1].proxy_meta.region.as_deref(), Some("DE"));
+    let reqs = source.requests();
+    assert!(reqs[0].want.regions.is_empty());
+    assert_eq!(reqs[1].want.regions, ["DE", "FR"]);
+    // The geo restriction is reported to the backend as what it is.
+    assert_eq!(
+        source.reports()[0],
+        (A.into(), Some(FailureKind::GeoRestricted))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_geo_restriction_without_countries_avoids_the_refused_region() {
+    let source = ScriptedSource::new(vec![
+        Answer::ProxyIn(A, "region=US"),
+        Answer::ProxyIn(B, "region=DE"),
+    ]);
+    let runner = ScriptedRunner::new(vec![Run::Geo(&[]), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+    assert_eq!(r.status, Status::Done);
+    assert_eq!(source.requests()[1].want.avoid_regions, ["US"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proxy_outside_what_was_asked_is_never_used() {
+    // The user asked for DE; the plugin hands out a US proxy anyway.
+    let source = ScriptedSource::new(vec![Answer::ProxyIn(A, "region=US")]);
+    let runner = ScriptedRunner::new(vec![]);
+    let d = downloader(&source, &runner, 3, NoProxyPolicy::Direct);
+    let r = d
+        .run(
+            "id-1",
+            &DownloadRequest::new(URL).with_regions(vec!["de".into()]),
+            |_| {},
+        )
+        .await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(
+        runner.proxies().is_empty(),
+        "no run at all, not even direct"
+    );
+    let e = r.error.unwrap();
+    assert!(
+        e.contains("broke the contract") && e.contains("in region DE"),
+        "{e}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_site_that_refuses_the_cheap_tier_gets_the_next_one() {
+    let source = ScriptedSource::new(vec![
+        Answer::ProxyIn(A, "tier=0"),
+        Answer::ProxyIn(B, "tier=1"),
+        Answer::ProxyIn(C, "tier=1"),
+    ]);
+    let runner = ScriptedRunner::new(vec![Run::Fail(FailureKind::Blocked), Run::Ok, Run::Ok]);
+    let d = downloader(&source, &runner, 3, NoProxyPolicy::Fail);
+    assert_eq!(download(&d).await.status, Status::Done);
+    // The next download of that site starts at tier 1.
+    assert_eq!(download(&d).await.status, Status::Done);
+    let reqs = source.requests();
+    assert_eq!(
+        reqs.iter().map(|r| r.want.min_tier).collect::<Vec<_>>(),
+        [0, 1, 1]
+    );
+    assert_eq!(d.tiers().level("127.0.0.1"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_proxy_of_the_sites_tier_falls_back_to_the_cheapest() {
+    let source = ScriptedSource::new(vec![
+        Answer::ProxyIn(A, "tier=0"),
+        Answer::NoProxy,
+        Answer::ProxyIn(B, "tier=0"),
+    ]);
+    let runner = ScriptedRunner::new(vec![Run::Fail(FailureKind::Blocked), Run::Ok]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Fail)).await;
+    assert_eq!(r.status, Status::Done);
+    let tiers: Vec<u8> = source.requests().iter().map(|r| r.want.min_tier).collect();
+    assert_eq!(tiers, [0, 1, 0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_asked_for_never_falls_back_to_the_users_own_address() {
+    let source = ScriptedSource::new(vec![Answer::NoProxy]);
+    let runner = ScriptedRunner::new(vec![]);
+    let d = downloader(&source, &runner, 3, NoProxyPolicy::Direct);
+    let r = d
+        .run(
+            "id-1",
+            &DownloadRequest::new(URL).with_regions(vec!["FR".into()]),
+            |_| {},
+        )
+        .await;
+    assert_eq!(r.status, Status::Failed);
+    assert!(runner.proxies().is_empty());
+    assert!(r.error.unwrap().contains("in region FR"));
+}
 
 fn host(source: &Arc<ScriptedSource>, runner: &Arc<ScriptedRunner>, concurrency: usize) -> Host {
     Host::new(

@@ -11,8 +11,13 @@
 //!   proper `no-proxy-available` / `backend-unavailable` answer;
 //! - `repeat get-proxy`: N more calls, every answer valid (a trap, a timeout
 //!   or an invalid URL at any of them fails the check);
-//! - `report-success`, then `report-failure <kind>` for each of the seven
-//!   failure kinds, through the proxy it handed out;
+//! - `report-success`, then `report-failure <kind>` for each failure kind
+//!   (with a detail record: an HTTP status, a `Retry-After`, countries),
+//!   through the proxy it handed out;
+//! - 0.2 only: `avoid` (a proxy that failed the URL is not handed out
+//!   again while others are left) and `want` (a region nobody has gets a
+//!   `no-proxy-available`, never a proxy outside it); `describe` when
+//!   exported;
 //! - `reports of an unknown proxy`: a report for a URL the backend never
 //!   handed out must be accepted (ignored), not trap;
 //! - `get-proxy after reports`: still a valid answer;
@@ -29,15 +34,20 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use ytdlp_contract::{FailureKind, Options, ProxyState, now_ms, proxy_url};
+use ytdlp_contract::proxy_list::parse_entry;
+use ytdlp_contract::{
+    Failure, FailureDetail, FailureKind, Options, ProxyMeta, ProxyState, Request, Site, Success,
+    Wanted, now_ms, proxy_url,
+};
 use ytdlp_host_config::PluginConfig;
 
-use crate::backend::{Backend, BackendError, FailureReport, ProxyChoice};
-use crate::loading::{Plugin, Source};
+use crate::backend::{Backend, BackendError, ProxyChoice};
+use crate::loading::{Contract, Plugin, Source};
 use crate::runtime::PluginRuntime;
 
 /// The site the kit pretends to download from (never contacted).
@@ -55,7 +65,8 @@ pub struct KitSettings {
     pub config: PluginConfig,
     /// Options for `init`.
     pub init_options: Options,
-    /// Options for every other call (the kit adds the `host.*` keys).
+    /// Options for every other call (the kit passes a request, which a 0.1
+    /// plugin hears as `host.*` keys).
     pub call_options: Options,
     /// get-proxy calls in the repeat check.
     pub repeat: u32,
@@ -186,25 +197,75 @@ fn micros(us: f64) -> String {
     }
 }
 
-/// The options of one kit call: the call options plus the `host.*` context
-/// a download would add.
-fn with_context(base: &Options, attempt: u32) -> Options {
-    let mut o: Options = base
-        .iter()
+/// The request of one kit call, as a download would make it.
+fn request(attempt: u32) -> Request {
+    Request {
+        url: KIT_URL.into(),
+        site: Site {
+            host: KIT_SITE.into(),
+            domain: KIT_SITE.into(),
+        },
+        attempt,
+        download_id: format!("kit-{attempt}"),
+        ..Request::default()
+    }
+}
+
+/// The call options without reserved keys (the host never sends them).
+fn call_options(base: &Options) -> Options {
+    base.iter()
         .filter(|(k, _)| !k.starts_with("host."))
         .cloned()
-        .collect();
-    o.push(("host.url".into(), KIT_URL.into()));
-    o.push(("host.site".into(), KIT_SITE.into()));
-    o.push(("host.attempt".into(), attempt.to_string()));
-    o.push(("host.download-id".into(), format!("kit-{attempt}")));
-    o
+        .collect()
+}
+
+/// A proxy the backend never handed out.
+fn unknown_proxy() -> Arc<ProxyChoice> {
+    let url = proxy_url::validate(UNKNOWN_PROXY).expect("valid constant");
+    Arc::new(ProxyChoice {
+        id: "kit-unknown-proxy".into(),
+        url,
+        timeout_ms: 1000,
+        meta: ProxyMeta::default(),
+    })
+}
+
+/// A failure of `kind` with the detail a real one would carry.
+fn kit_failure(kind: FailureKind) -> Failure {
+    let mut f = Failure::new(kind, format!("conformance kit: a {kind} failure"));
+    f.detail = match kind {
+        FailureKind::Blocked => FailureDetail {
+            http_status: Some(429),
+            retry_after_ms: Some(15_000),
+            ..FailureDetail::default()
+        },
+        FailureKind::GeoRestricted => FailureDetail {
+            countries: vec!["DE".into(), "FR".into()],
+            ..FailureDetail::default()
+        },
+        FailureKind::ProxyAuth => FailureDetail {
+            http_status: Some(407),
+            from_proxy: true,
+            ..FailureDetail::default()
+        },
+        _ => FailureDetail::default(),
+    };
+    f
 }
 
 /// How a get-proxy answer reads in the report; `Err` for a fault.
-fn describe_answer(r: &Result<ProxyChoice, BackendError>) -> Result<String, String> {
+fn describe_answer(r: &Result<Arc<ProxyChoice>, BackendError>) -> Result<String, String> {
     match r {
-        Ok(c) => Ok(format!("{} (timeout {} ms)", c.url, c.timeout_ms)),
+        Ok(c) => {
+            let meta = c.meta.to_string();
+            Ok(format!(
+                "[{}] {} (timeout {} ms{}{meta})",
+                c.id,
+                c.url,
+                c.timeout_ms,
+                if meta.is_empty() { "" } else { "; " }
+            ))
+        }
         Err(BackendError::NoProxy { message, .. }) => {
             Ok(format!("no proxy available (legal answer): {message}"))
         }
@@ -339,38 +400,38 @@ macro_rules! patiently {
 const MAX_RESTART_WAIT: Duration = Duration::from_secs(2);
 
 async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings) {
-    let base = &settings.call_options;
-    let opts = with_context(base, 1);
+    let base = &call_options(&settings.call_options);
+    let req = request(1);
 
     // get-proxy, once.
     let mut get_samples = Samples(Vec::new());
     let t = Instant::now();
-    let first = backend.get_proxy(&opts).await;
+    let first = backend.get_proxy(&req, base).await;
     get_samples.0.push(t.elapsed());
-    let mut handed_out: Option<proxy_url::ProxyUrl> = None;
+    let mut handed_out: Option<Arc<ProxyChoice>> = None;
     match describe_answer(&first) {
         Ok(d) => r.push("get-proxy", Status::Pass, d),
         Err(e) => r.push("get-proxy", Status::Fail, e),
     }
     if let Ok(c) = &first {
-        handed_out = Some(c.url.clone());
+        handed_out = Some(c.clone());
     }
 
     // get-proxy, repeatedly: every answer valid.
     let n = settings.repeat;
+    let mut distinct = std::collections::BTreeSet::new();
     if n > 0 {
-        let mut proxies = std::collections::BTreeSet::new();
         let mut no_proxy = 0u32;
         let mut fault = None;
         for i in 0..n {
             let t = Instant::now();
-            let answer = backend.get_proxy(&with_context(base, 1 + i % 3)).await;
+            let answer = backend.get_proxy(&request(1 + i % 3), base).await;
             get_samples.0.push(t.elapsed());
             match answer {
                 Ok(c) => {
-                    proxies.insert(c.url.to_string());
+                    distinct.insert(c.id.clone());
                     if handed_out.is_none() {
-                        handed_out = Some(c.url);
+                        handed_out = Some(c);
                     }
                 }
                 Err(e) if !e.is_fault() => no_proxy += 1,
@@ -389,49 +450,56 @@ async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings)
                 format!(
                     "{n}/{n} valid: {} proxy answer(s) over {} distinct prox{}, {no_proxy} legal no-proxy answer(s)",
                     n - no_proxy,
-                    proxies.len(),
-                    if proxies.len() == 1 { "y" } else { "ies" }
+                    distinct.len(),
+                    if distinct.len() == 1 { "y" } else { "ies" }
                 ),
             ),
         }
     }
 
     // The proxy to report on: the one handed out, else a made-up one.
-    let reported = handed_out
-        .clone()
-        .unwrap_or_else(|| proxy_url::validate(UNKNOWN_PROXY).expect("valid constant"));
+    let reported = handed_out.clone().unwrap_or_else(unknown_proxy);
     let about = if handed_out.is_some() {
-        format!("through {reported}")
+        format!("through [{}] {}", reported.id, reported.url)
     } else {
-        format!("through {reported} (no proxy was handed out)")
+        format!("through {} (no proxy was handed out)", reported.url)
+    };
+    let ok = Success {
+        elapsed_ms: 1200,
+        bytes: Some(1 << 20),
     };
 
-    match patiently!(backend.report_success(&reported, &opts).await) {
+    match patiently!(backend.report_success(&reported, &req, &ok, base).await) {
         Ok(()) => r.push("report-success", Status::Pass, format!("accepted {about}")),
         Err(e) => r.push("report-success", Status::Fail, e.to_string()),
     }
     for kind in FailureKind::ALL {
-        let failure = FailureReport {
-            kind,
-            message: format!("conformance kit: a {kind} failure"),
-        };
+        let failure = kit_failure(kind);
         let name = format!("report-failure {kind}");
-        match patiently!(backend.report_failure(&reported, &failure, &opts).await) {
+        match patiently!(
+            backend
+                .report_failure(&reported, &req, &failure, 800, base)
+                .await
+        ) {
             Ok(()) => r.push(name, Status::Pass, "accepted"),
             Err(e) => r.push(name, Status::Fail, e.to_string()),
         }
     }
     // Bring the proxy back (the reports above include three proxy faults).
-    let _ = patiently!(backend.report_success(&reported, &opts).await);
+    let _ = patiently!(backend.report_success(&reported, &req, &ok, base).await);
 
     if handed_out.is_some() {
-        let unknown = proxy_url::validate(UNKNOWN_PROXY).expect("valid constant");
-        let failure = FailureReport {
-            kind: FailureKind::ProxyConnect,
-            message: "conformance kit: a proxy this backend never handed out".into(),
-        };
-        let outcome = match patiently!(backend.report_success(&unknown, &opts).await) {
-            Ok(()) => patiently!(backend.report_failure(&unknown, &failure, &opts).await),
+        let unknown = unknown_proxy();
+        let failure = Failure::new(
+            FailureKind::ProxyConnect,
+            "conformance kit: a proxy this backend never handed out",
+        );
+        let outcome = match patiently!(backend.report_success(&unknown, &req, &ok, base).await) {
+            Ok(()) => patiently!(
+                backend
+                    .report_failure(&unknown, &req, &failure, 5, base)
+                    .await
+            ),
             Err(e) => Err(e),
         };
         match outcome {
@@ -440,22 +508,120 @@ async fn exercise(r: &mut Report, backend: &mut Backend, settings: &KitSettings)
         }
     }
 
-    let after = patiently!(backend.get_proxy(&with_context(base, 2)).await);
+    let after = patiently!(backend.get_proxy(&request(2), base).await);
     match describe_answer(&after) {
         Ok(d) => r.push("get-proxy after reports", Status::Pass, d),
         Err(e) => r.push("get-proxy after reports", Status::Fail, e),
     }
 
-    stats_check(r, backend, base, handed_out.as_ref()).await;
+    if backend.plugin().contract >= Contract::V0_2 {
+        avoid_and_want(r, backend, base, handed_out.as_deref(), distinct.len()).await;
+        describe_check(r, backend).await;
+    }
+    stats_check(r, backend, base, handed_out.as_deref()).await;
     admin_check(r, backend, base).await;
     timings(r, backend, base, &reported, get_samples).await;
+}
+
+/// 0.2's request constraints: `avoid` and `want`.
+async fn avoid_and_want(
+    r: &mut Report,
+    backend: &mut Backend,
+    base: &Options,
+    handed_out: Option<&ProxyChoice>,
+    distinct: usize,
+) {
+    match handed_out {
+        Some(p) if distinct > 1 => {
+            let mut req = request(2);
+            req.avoid = vec![p.id.clone()];
+            match patiently!(backend.get_proxy(&req, base).await) {
+                Ok(c) if c.id == p.id => r.push(
+                    "avoid",
+                    Status::Warn,
+                    format!(
+                        "handed out [{}] again although the request avoids it and it has {distinct} proxies",
+                        p.id
+                    ),
+                ),
+                Ok(c) => r.push(
+                    "avoid",
+                    Status::Pass,
+                    format!("avoided [{}], handed out [{}]", p.id, c.id),
+                ),
+                Err(e) if !e.is_fault() => r.push(
+                    "avoid",
+                    Status::Pass,
+                    format!("a legal answer: {e}"),
+                ),
+                Err(e) => r.push("avoid", Status::Fail, e.to_string()),
+            }
+        }
+        _ => r.push(
+            "avoid",
+            Status::Skip,
+            "needs a plugin that hands out two or more proxies",
+        ),
+    }
+    // A region no proxy is in: ISO 3166's user-assigned `XZ`.
+    let mut req = request(1);
+    req.want = Wanted {
+        regions: vec!["XZ".into()],
+        ..Wanted::default()
+    };
+    match patiently!(backend.get_proxy(&req, base).await) {
+        Ok(c) if !req.want.admits(&c.meta) => r.push(
+            "want",
+            Status::Fail,
+            format!(
+                "asked for region XZ, handed out [{}] with `{}`: a proxy outside `want` breaks the contract",
+                c.id, c.meta
+            ),
+        ),
+        Ok(c) => r.push(
+            "want",
+            Status::Pass,
+            format!("handed out [{}] in region XZ", c.id),
+        ),
+        Err(e) if !e.is_fault() => r.push(
+            "want",
+            Status::Pass,
+            format!("region XZ: {e}"),
+        ),
+        Err(e) => r.push("want", Status::Fail, e.to_string()),
+    }
+}
+
+async fn describe_check(r: &mut Report, backend: &mut Backend) {
+    match patiently!(backend.describe().await) {
+        Ok(None) => r.push(
+            "describe",
+            Status::Skip,
+            "the plugin does not export describe",
+        ),
+        Ok(Some(info)) => {
+            let secret = info.options.iter().filter(|o| o.secret).count();
+            let per_call = info.options.iter().filter(|o| o.per_call).count();
+            r.push(
+                "describe",
+                Status::Pass,
+                format!(
+                    "{} {}: {} option(s), {per_call} per-call, {secret} secret",
+                    info.name,
+                    info.version,
+                    info.options.len()
+                ),
+            )
+        }
+        Err(e) => r.push("describe", Status::Fail, e.to_string()),
+    }
 }
 
 async fn stats_check(
     r: &mut Report,
     backend: &mut Backend,
     base: &Options,
-    handed_out: Option<&proxy_url::ProxyUrl>,
+    handed_out: Option<&ProxyChoice>,
 ) {
     let rows = match patiently!(backend.get_stats(base).await) {
         Ok(None) => {
@@ -501,9 +667,8 @@ async fn stats_check(
         }
     }
     let listed = handed_out.map(|p| {
-        let id = p.id();
         rows.iter()
-            .find(|row| row.id.as_deref() == Some(&id))
+            .find(|row| row.id.as_deref() == Some(p.id.as_str()))
             .map(|row| &row.stats)
     });
     let summary = format!("{} row(s)", rows.len());
@@ -520,8 +685,9 @@ async fn stats_check(
             "get-stats",
             Status::Warn,
             format!(
-                "{summary}; the proxy it handed out ({}) is not listed",
-                handed_out.expect("some")
+                "{summary}; the proxy it handed out ([{}] {}) is not listed",
+                handed_out.expect("some").id,
+                handed_out.expect("some").url
             ),
         ),
         Some(Some(row)) if row.successes == 0 || row.failures == 0 => r.push(
@@ -568,8 +734,10 @@ async fn admin_check(r: &mut Report, backend: &mut Backend, base: &Options) {
         return;
     }
     // A loopback URL no test or user would configure; never contacted.
-    let url = vec!["http://127.0.0.1:1".to_string()];
-    let added = match patiently!(backend.add_proxies(&url, base).await) {
+    let entry = parse_entry("http://127.0.0.1:1;region=XZ").expect("valid constant");
+    let url = vec![entry.url.expose().to_string()];
+    let entries = [entry];
+    let added = match patiently!(backend.add_proxies(&entries, base).await) {
         Ok(n) => n,
         Err(e) if !e.is_fault() => {
             r.push(
@@ -617,7 +785,7 @@ async fn timings(
     r: &mut Report,
     backend: &mut Backend,
     base: &Options,
-    proxy: &proxy_url::ProxyUrl,
+    proxy: &ProxyChoice,
     get_samples: Samples,
 ) {
     const N: usize = 100;
@@ -628,23 +796,25 @@ async fn timings(
         }
         return;
     }
-    let opts = with_context(base, 1);
+    let req = request(1);
     let mut ok = Samples(Vec::new());
     let mut fail = Samples(Vec::new());
     let mut stats = Samples(Vec::new());
-    let failure = FailureReport {
-        kind: FailureKind::Content,
-        message: "conformance kit: timing".into(),
-    };
+    let failure = Failure::new(FailureKind::Content, "conformance kit: timing");
+    let success = Success::default();
     for _ in 0..N {
         let t = Instant::now();
-        if backend.report_success(proxy, &opts).await.is_err() {
+        if backend
+            .report_success(proxy, &req, &success, base)
+            .await
+            .is_err()
+        {
             break;
         }
         ok.0.push(t.elapsed());
         let t = Instant::now();
         if backend
-            .report_failure(proxy, &failure, &opts)
+            .report_failure(proxy, &req, &failure, 1, base)
             .await
             .is_err()
         {

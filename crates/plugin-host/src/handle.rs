@@ -6,33 +6,28 @@
 //! deadline) and its answer is dropped. Calls stay one at a time, as the
 //! contract promises plugins.
 
-use tokio::sync::{mpsc, oneshot};
-use ytdlp_contract::{Options, ProxyUrl};
+use std::sync::Arc;
 
-use crate::backend::{Backend, BackendError, FailureReport, ProxyChoice, StatsRow};
+use tokio::sync::{mpsc, oneshot};
+use ytdlp_contract::proxy_list::ProxyEntry;
+use ytdlp_contract::{Failure, Options, Request, Success};
+
+use crate::backend::{Backend, BackendError, PluginInfo, ProxyChoice, StatsRow};
+use crate::loading::Contract;
 
 /// Requests waiting for the instance at most; more wait to be queued.
 const QUEUE: usize = 1024;
 
-enum Request {
-    GetProxy(Options, oneshot::Sender<Result<ProxyChoice, BackendError>>),
-    ReportSuccess(ProxyUrl, Options, oneshot::Sender<Result<(), BackendError>>),
-    ReportFailure(
-        ProxyUrl,
-        FailureReport,
-        Options,
-        oneshot::Sender<Result<(), BackendError>>,
-    ),
-    GetStats(
-        Options,
-        oneshot::Sender<Result<Option<Vec<StatsRow>>, BackendError>>,
-    ),
-    Admin {
-        add: bool,
-        urls: Vec<String>,
-        options: Options,
-        reply: oneshot::Sender<Result<Option<u32>, BackendError>>,
-    },
+type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
+
+enum Call {
+    GetProxy(Request, Options, Reply<Arc<ProxyChoice>>),
+    ReportSuccess(Arc<ProxyChoice>, Request, Success, Options, Reply<()>),
+    ReportFailure(Arc<ProxyChoice>, Request, Failure, u32, Options, Reply<()>),
+    GetStats(Options, Reply<Option<Vec<StatsRow>>>),
+    Describe(Reply<Option<PluginInfo>>),
+    Add(Vec<ProxyEntry>, Options, Reply<Option<u32>>),
+    Remove(Vec<String>, Options, Reply<Option<u32>>),
 }
 
 /// A running backend, shared by concurrent downloads. Cheap to clone; the
@@ -40,59 +35,86 @@ enum Request {
 #[derive(Clone)]
 pub struct BackendHandle {
     name: String,
+    contract: Contract,
     has_stats: bool,
     has_admin: bool,
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Call>,
+}
+
+/// Runs one call; each answer is sent whether or not anyone still waits.
+async fn serve(backend: &mut Backend, call: Call) {
+    match call {
+        Call::GetProxy(req, o, reply) => {
+            let _ = reply.send(backend.get_proxy(&req, &o).await);
+        }
+        Call::ReportSuccess(p, req, s, o, reply) => {
+            let _ = reply.send(backend.report_success(&p, &req, &s, &o).await);
+        }
+        Call::ReportFailure(p, req, f, ms, o, reply) => {
+            let _ = reply.send(backend.report_failure(&p, &req, &f, ms, &o).await);
+        }
+        Call::GetStats(o, reply) => {
+            let _ = reply.send(backend.get_stats(&o).await);
+        }
+        Call::Describe(reply) => {
+            let _ = reply.send(backend.describe().await);
+        }
+        Call::Add(entries, o, reply) => {
+            let _ = reply.send(backend.add_proxies(&entries, &o).await);
+        }
+        Call::Remove(ids, o, reply) => {
+            let _ = reply.send(backend.remove_proxies(&ids, &o).await);
+        }
+    }
 }
 
 impl BackendHandle {
-    /// Moves `backend` into its own task. Must be called in a tokio runtime.
+    /// Moves `backend` into its own task (a plugin that may block) or thread
+    /// (a sync one). Must be called in a tokio runtime.
     pub fn spawn(backend: Backend) -> BackendHandle {
-        let (tx, mut rx) = mpsc::channel::<Request>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Call>(QUEUE);
         let handle = BackendHandle {
             name: backend.name().to_string(),
+            contract: backend.plugin().contract,
             has_stats: backend.has_stats(),
             has_admin: backend.plugin().has_admin,
             tx,
         };
-        let mut backend = backend;
-        tokio::spawn(async move {
-            while let Some(req) = rx.recv().await {
-                // Each answer is sent whether or not anyone still waits.
-                match req {
-                    Request::GetProxy(o, reply) => {
-                        let _ = reply.send(backend.get_proxy(&o).await);
-                    }
-                    Request::ReportSuccess(p, o, reply) => {
-                        let _ = reply.send(backend.report_success(&p, &o).await);
-                    }
-                    Request::ReportFailure(p, f, o, reply) => {
-                        let _ = reply.send(backend.report_failure(&p, &f, &o).await);
-                    }
-                    Request::GetStats(o, reply) => {
-                        let _ = reply.send(backend.get_stats(&o).await);
-                    }
-                    Request::Admin {
-                        add,
-                        urls,
-                        options,
-                        reply,
-                    } => {
-                        let r = if add {
-                            backend.add_proxies(&urls, &options).await
-                        } else {
-                            backend.remove_proxies(&urls, &options).await
-                        };
-                        let _ = reply.send(r);
-                    }
+        if backend.plugin().may_block {
+            let mut backend = backend;
+            tokio::spawn(async move {
+                while let Some(call) = rx.recv().await {
+                    serve(&mut backend, call).await;
                 }
+            });
+        } else {
+            // A sync plugin gets a thread of its own: its calls are plain
+            // function calls there, and WASI's sync host calls may block
+            // (outside the async runtime).
+            let mut backend = backend;
+            let spawned = std::thread::Builder::new()
+                .name(format!("plugin {}", handle.name))
+                .spawn(move || {
+                    while let Some(call) = rx.blocking_recv() {
+                        crate::exec::block_on(serve(&mut backend, call));
+                    }
+                });
+            if let Err(e) = spawned {
+                // Without its thread the backend answers nothing: each call
+                // then gets "the backend's task has stopped".
+                tracing::error!("cannot start the thread of plugin `{}`: {e}", handle.name);
             }
-        });
+        }
         handle
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The contract version the plugin was built for.
+    pub fn contract(&self) -> Contract {
+        self.contract
     }
 
     pub fn has_stats(&self) -> bool {
@@ -110,76 +132,84 @@ impl BackendHandle {
         }
     }
 
-    async fn ask<R>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<R, BackendError>>) -> Request,
-    ) -> Result<R, BackendError> {
+    async fn ask<R>(&self, make: impl FnOnce(Reply<R>) -> Call) -> Result<R, BackendError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| self.gone())?;
         answer.await.map_err(|_| self.gone())?
     }
 
-    pub async fn get_proxy(&self, options: &Options) -> Result<ProxyChoice, BackendError> {
-        self.ask(|r| Request::GetProxy(options.clone(), r)).await
+    pub async fn get_proxy(
+        &self,
+        req: &Request,
+        options: &Options,
+    ) -> Result<Arc<ProxyChoice>, BackendError> {
+        self.ask(|r| Call::GetProxy(req.clone(), options.clone(), r))
+            .await
     }
 
     pub async fn report_success(
         &self,
-        proxy: &ProxyUrl,
+        proxy: &Arc<ProxyChoice>,
+        req: &Request,
+        outcome: &Success,
         options: &Options,
     ) -> Result<(), BackendError> {
-        self.ask(|r| Request::ReportSuccess(proxy.clone(), options.clone(), r))
+        self.ask(|r| Call::ReportSuccess(proxy.clone(), req.clone(), *outcome, options.clone(), r))
             .await
     }
 
     pub async fn report_failure(
         &self,
-        proxy: &ProxyUrl,
-        failure: &FailureReport,
+        proxy: &Arc<ProxyChoice>,
+        req: &Request,
+        failure: &Failure,
+        elapsed_ms: u32,
         options: &Options,
     ) -> Result<(), BackendError> {
-        self.ask(|r| Request::ReportFailure(proxy.clone(), failure.clone(), options.clone(), r))
-            .await
+        self.ask(|r| {
+            Call::ReportFailure(
+                proxy.clone(),
+                req.clone(),
+                failure.clone(),
+                elapsed_ms,
+                options.clone(),
+                r,
+            )
+        })
+        .await
     }
 
-    /// `Ok(None)` when the plugin does not export `stats`.
+    /// `Ok(None)` when the plugin keeps no statistics.
     pub async fn get_stats(
         &self,
         options: &Options,
     ) -> Result<Option<Vec<StatsRow>>, BackendError> {
-        self.ask(|r| Request::GetStats(options.clone(), r)).await
+        self.ask(|r| Call::GetStats(options.clone(), r)).await
+    }
+
+    /// `Ok(None)` when the plugin does not describe itself.
+    pub async fn describe(&self) -> Result<Option<PluginInfo>, BackendError> {
+        self.ask(Call::Describe).await
     }
 
     /// `Ok(None)` when the plugin does not export `admin`.
     pub async fn add_proxies(
         &self,
-        urls: &[String],
-        options: &Options,
+        entries: &[ProxyEntry],
+        options: &[(String, String)],
     ) -> Result<Option<u32>, BackendError> {
-        self.admin(true, urls, options).await
+        self.ask(|r| Call::Add(entries.to_vec(), options.to_vec(), r))
+            .await
     }
 
-    /// `Ok(None)` when the plugin does not export `admin`.
+    /// Removes by id or URL. `Ok(None)` when the plugin does not export
+    /// `admin`.
     pub async fn remove_proxies(
         &self,
-        urls: &[String],
-        options: &Options,
+        ids: &[String],
+        options: &[(String, String)],
     ) -> Result<Option<u32>, BackendError> {
-        self.admin(false, urls, options).await
-    }
-
-    async fn admin(
-        &self,
-        add: bool,
-        urls: &[String],
-        options: &Options,
-    ) -> Result<Option<u32>, BackendError> {
-        self.ask(|reply| Request::Admin {
-            add,
-            urls: urls.to_vec(),
-            options: options.clone(),
-            reply,
-        })
-        .await
+        self.ask(|r| Call::Remove(ids.to_vec(), options.to_vec(), r))
+            .await
     }
 }

@@ -18,13 +18,14 @@ pub mod bindings;
 pub mod cache;
 pub mod conformance;
 pub mod engine;
+pub mod exec;
 pub mod handle;
 pub mod loading;
 pub mod runtime;
 pub mod sandbox;
 
-pub use backend::{Backend, BackendError, Call, FailureReport, ProxyChoice, StatsRow};
+pub use backend::{Backend, BackendError, Call, OptionInfo, PluginInfo, ProxyChoice, StatsRow};
 pub use cache::{CacheOutcome, CompileCache};
 pub use handle::BackendHandle;
-pub use loading::{CatalogEntry, LoadError, Plugin, Source};
+pub use loading::{CatalogEntry, Contract, LoadError, Plugin, Source};
 pub use runtime::PluginRuntime;

@@ -11,7 +11,7 @@ use wasmtime::component::{InstancePre, Linker};
 use ytdlp_contract::text::one_line;
 use ytdlp_host_config::BUNDLED_BACKEND;
 
-use crate::bindings::exports::ytdlp::proxy::{admin, backend, stats};
+use crate::bindings::{v01, v02};
 use crate::cache::{CacheOutcome, CompileCache};
 use crate::engine::PluginEngine;
 use crate::sandbox::PluginState;
@@ -20,17 +20,44 @@ use crate::sandbox::PluginState;
 /// [`crate::PluginRuntime`] holds one).
 pub struct Loader {
     pub(crate) engine: PluginEngine,
+    /// For plugins that may block in a host call (async host functions).
     pub(crate) linker: Linker<PluginState>,
+    /// For plugins that cannot (sync host functions: the fast path).
+    pub(crate) sync_linker: Linker<PluginState>,
     pub(crate) cache: CompileCache,
 }
 
 /// The contract package plugins export.
 pub const CONTRACT_PACKAGE: &str = "ytdlp:proxy";
-/// Contract versions this host runs.
-pub const ACCEPTED_VERSIONS: &[&str] = &["0.1.0"];
-pub const BACKEND_INTERFACE: &str = "ytdlp:proxy/backend@0.1.0";
-pub const STATS_INTERFACE: &str = "ytdlp:proxy/stats@0.1.0";
-pub const ADMIN_INTERFACE: &str = "ytdlp:proxy/admin@0.1.0";
+/// Contract versions this host runs, oldest first.
+pub const ACCEPTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+
+/// A contract version this host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Contract {
+    V0_1,
+    V0_2,
+}
+
+impl Contract {
+    pub fn version(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "0.1.0",
+            Contract::V0_2 => "0.2.0",
+        }
+    }
+
+    /// `ytdlp:proxy/NAME@VERSION`.
+    pub fn interface(self, name: &str) -> String {
+        format!("{CONTRACT_PACKAGE}/{name}@{}", self.version())
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.version())
+    }
+}
 
 /// The bundled `memory` plugin, built from `plugins/memory` by build.rs.
 pub static BUNDLED_MEMORY_WASM: &[u8] = include_bytes!(env!("YTDLP_HOST_MEMORY_PLUGIN"));
@@ -67,7 +94,7 @@ pub enum LoadError {
     #[error("not a valid component: {0}")]
     Invalid(String),
     #[error(
-        "does not export `{BACKEND_INTERFACE}` (it exports: {0}); is it built for another world?"
+        "does not export `{CONTRACT_PACKAGE}/backend` (it exports: {0}); is it built for another world?"
     )]
     NotAPlugin(String),
     #[error(
@@ -77,8 +104,8 @@ pub enum LoadError {
     Version { found: String },
     #[error("imports that this host does not provide: {0}")]
     MissingImports(String),
-    #[error("exports do not match contract {v}: {0}", v = ACCEPTED_VERSIONS[0])]
-    Exports(String),
+    #[error("exports do not match contract {0}: {1}")]
+    Exports(Contract, String),
 }
 
 /// A plugin that passed every check and is ready to instantiate.
@@ -86,23 +113,51 @@ pub enum LoadError {
 pub struct Plugin {
     pub name: String,
     pub source: Source,
+    /// The contract version it was built for.
+    pub contract: Contract,
+    /// The same, as text (`0.2.0`).
     pub version: String,
     pub has_stats: bool,
     pub has_admin: bool,
+    pub has_describe: bool,
+    /// It imports something it could wait on (sockets, HTTP, pollables), so
+    /// its calls run async under a wall-clock timer; otherwise they are
+    /// plain sync calls under epoch deadlines (the fast path).
+    pub may_block: bool,
     pub imports: Vec<String>,
     pub cache: CacheOutcome,
     pub load_time: Duration,
     /// Held (never read) to keep the engine and its epoch ticker alive.
     pub(crate) _engine: PluginEngine,
     pub(crate) pre: InstancePre<PluginState>,
-    pub(crate) backend_indices: backend::GuestIndices,
-    pub(crate) stats_indices: Option<stats::GuestIndices>,
-    pub(crate) admin_indices: Option<admin::GuestIndices>,
+    pub(crate) exports: Exports,
+}
+
+/// Where a plugin's exports are, by contract version and call mode.
+#[derive(Clone)]
+pub(crate) enum Exports {
+    V01 {
+        backend: v01::exports::ytdlp::proxy::backend::GuestIndices,
+        stats: Option<v01::exports::ytdlp::proxy::stats::GuestIndices>,
+        admin: Option<v01::exports::ytdlp::proxy::admin::GuestIndices>,
+    },
+    V02 {
+        backend: v02::exports::ytdlp::proxy::backend::GuestIndices,
+        stats: Option<v02::exports::ytdlp::proxy::stats::GuestIndices>,
+        admin: Option<v02::exports::ytdlp::proxy::admin::GuestIndices>,
+        describe: Option<v02::exports::ytdlp::proxy::describe::GuestIndices>,
+    },
+    V02Sync {
+        backend: v02::sync::exports::ytdlp::proxy::backend::GuestIndices,
+        stats: Option<v02::sync::exports::ytdlp::proxy::stats::GuestIndices>,
+        admin: Option<v02::sync::exports::ytdlp::proxy::admin::GuestIndices>,
+        describe: Option<v02::sync::exports::ytdlp::proxy::describe::GuestIndices>,
+    },
 }
 
 impl Plugin {
-    /// The contract interfaces it exports: `backend`, then `stats` and
-    /// `admin` when present.
+    /// The contract interfaces it exports: `backend`, then `stats`,
+    /// `admin` and `describe` when present.
     pub fn exports(&self) -> Vec<&'static str> {
         let mut e = vec!["backend"];
         if self.has_stats {
@@ -111,7 +166,15 @@ impl Plugin {
         if self.has_admin {
             e.push("admin");
         }
+        if self.has_describe {
+            e.push("describe");
+        }
         e
+    }
+
+    /// `sync` (the fast path) or `async`, for `plugins list -v`.
+    pub fn call_mode(&self) -> &'static str {
+        if self.may_block { "async" } else { "sync" }
     }
 }
 
@@ -152,9 +215,16 @@ pub(crate) fn load_bytes(
         .map_err(|e| LoadError::Invalid(one_line(&e)))?;
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    let version = contract_version(&exports)?;
+    let contract = contract_version(&exports)?;
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
-    let pre = rt.linker.instantiate_pre(&component).map_err(|e| {
+    // 0.1 plugins always take the async path: the fast path is 0.2's.
+    let may_block = contract == Contract::V0_1 || may_block(&ty, engine);
+    let linker = if may_block {
+        &rt.linker
+    } else {
+        &rt.sync_linker
+    };
+    let pre = linker.instantiate_pre(&component).map_err(|e| {
         let foreign: Vec<&str> = imports
             .iter()
             .map(String::as_str)
@@ -166,41 +236,93 @@ pub(crate) fn load_bytes(
             LoadError::MissingImports(foreign.join(", "))
         }
     })?;
-    let backend_indices =
-        backend::GuestIndices::new(&pre).map_err(|e| LoadError::Exports(one_line(&e)))?;
     let exports_instance = |name: &str| {
-        exports.iter().any(|e| e == name)
+        let name = contract.interface(name);
+        exports.contains(&name)
             && matches!(
-                component.get_export(None, name).map(|(item, _)| item),
+                component.get_export(None, &name).map(|(item, _)| item),
                 Some(ComponentItem::ComponentInstance(_))
             )
     };
-    let has_stats = exports_instance(STATS_INTERFACE);
-    let has_admin = exports_instance(ADMIN_INTERFACE);
-    let stats_indices = if has_stats {
-        Some(stats::GuestIndices::new(&pre).map_err(|e| LoadError::Exports(one_line(&e)))?)
-    } else {
-        None
-    };
-    let admin_indices = if has_admin {
-        Some(admin::GuestIndices::new(&pre).map_err(|e| LoadError::Exports(one_line(&e)))?)
-    } else {
-        None
+    let has_stats = exports_instance("stats");
+    let has_admin = exports_instance("admin");
+    let has_describe = contract == Contract::V0_2 && exports_instance("describe");
+    let bad = |e: wasmtime::Error| LoadError::Exports(contract, one_line(&e));
+    macro_rules! optional {
+        ($has:expr, $indices:ty) => {
+            if $has {
+                Some(<$indices>::new(&pre).map_err(bad)?)
+            } else {
+                None
+            }
+        };
+    }
+    let indices = match (contract, may_block) {
+        (Contract::V0_1, _) => {
+            use v01::exports::ytdlp::proxy::{admin, backend, stats};
+            Exports::V01 {
+                backend: backend::GuestIndices::new(&pre).map_err(bad)?,
+                stats: optional!(has_stats, stats::GuestIndices),
+                admin: optional!(has_admin, admin::GuestIndices),
+            }
+        }
+        (Contract::V0_2, true) => {
+            use v02::exports::ytdlp::proxy::{admin, backend, describe, stats};
+            Exports::V02 {
+                backend: backend::GuestIndices::new(&pre).map_err(bad)?,
+                stats: optional!(has_stats, stats::GuestIndices),
+                admin: optional!(has_admin, admin::GuestIndices),
+                describe: optional!(has_describe, describe::GuestIndices),
+            }
+        }
+        (Contract::V0_2, false) => {
+            use v02::sync::exports::ytdlp::proxy::{admin, backend, describe, stats};
+            Exports::V02Sync {
+                backend: backend::GuestIndices::new(&pre).map_err(bad)?,
+                stats: optional!(has_stats, stats::GuestIndices),
+                admin: optional!(has_admin, admin::GuestIndices),
+                describe: optional!(has_describe, describe::GuestIndices),
+            }
+        }
     };
     Ok(Plugin {
         name: name.to_string(),
         source,
-        version,
+        contract,
+        version: contract.version().to_string(),
         has_stats,
         has_admin,
+        has_describe,
+        may_block,
         imports,
         cache,
         load_time: started.elapsed(),
         _engine: rt.engine.clone(),
         pre,
-        backend_indices,
-        stats_indices,
-        admin_indices,
+        exports: indices,
+    })
+}
+
+/// Can a call into this component wait in a host call? It can if it
+/// imports sockets, HTTP or pollables (`wasi:io/poll`, the clocks'
+/// `subscribe-*`): a deadline must then be able to cut a call that waits,
+/// which only an async call under a timer can. Files are read and written
+/// synchronously (local state, bounded) and stderr goes to the host's log
+/// without waiting, so neither counts.
+fn may_block(ty: &wasmtime::component::types::Component, engine: &wasmtime::Engine) -> bool {
+    ty.imports(engine).any(|(name, item)| {
+        let interface = name.split('@').next().unwrap_or(name);
+        match interface {
+            i if i.starts_with("wasi:sockets/") || i.starts_with("wasi:http/") => true,
+            "wasi:io/poll" => true,
+            "wasi:clocks/monotonic-clock" => match item.ty {
+                ComponentItem::ComponentInstance(inst) => inst
+                    .exports(engine)
+                    .any(|(f, _)| f.starts_with("subscribe")),
+                _ => true,
+            },
+            _ => false,
+        }
     })
 }
 
@@ -219,7 +341,7 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// The contract version of the `backend` interface the component exports.
-fn contract_version(exports: &[String]) -> Result<String, LoadError> {
+fn contract_version(exports: &[String]) -> Result<Contract, LoadError> {
     let prefix = format!("{CONTRACT_PACKAGE}/backend");
     let Some(found) = exports.iter().find(|e| e.starts_with(&prefix)) else {
         let list = if exports.is_empty() {
@@ -233,10 +355,11 @@ fn contract_version(exports: &[String]) -> Result<String, LoadError> {
         .split_once('@')
         .map(|(_, v)| v.to_string())
         .unwrap_or_else(|| "(unversioned)".to_string());
-    if !ACCEPTED_VERSIONS.contains(&version.as_str()) {
-        return Err(LoadError::Version { found: version });
+    match version.as_str() {
+        "0.1.0" => Ok(Contract::V0_1),
+        "0.2.0" => Ok(Contract::V0_2),
+        _ => Err(LoadError::Version { found: version }),
     }
-    Ok(version)
 }
 
 /// `*.wasm` files in `dir`, named by their file stem, sorted by name.
@@ -329,16 +452,20 @@ mod tests {
 
     #[test]
     fn versions_are_named_both_ways() {
-        let e = contract_version(&["ytdlp:proxy/backend@0.2.0".into()]).unwrap_err();
+        let e = contract_version(&["ytdlp:proxy/backend@0.3.0".into()]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "built for contract 0.2.0; this host accepts 0.1.0"
+            "built for contract 0.3.0; this host accepts 0.1.0, 0.2.0"
+        );
+        assert_eq!(
+            contract_version(&["ytdlp:proxy/backend@0.2.0".into()]).unwrap(),
+            Contract::V0_2
         );
         let e = contract_version(&["wasi:http/incoming-handler@0.2.0".into()]).unwrap_err();
         assert!(e.to_string().contains("wasi:http/incoming-handler"), "{e}");
         assert_eq!(
             contract_version(&["ytdlp:proxy/backend@0.1.0".into()]).unwrap(),
-            "0.1.0"
+            Contract::V0_1
         );
     }
 }

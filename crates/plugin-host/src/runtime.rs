@@ -26,10 +26,12 @@ impl PluginRuntime {
     pub fn new(cache: CompileCache) -> Result<PluginRuntime> {
         let engine = PluginEngine::new()?;
         let linker = sandbox::linker(engine.engine())?;
+        let sync_linker = sandbox::sync_linker(engine.engine())?;
         Ok(PluginRuntime {
             loader: Arc::new(Loader {
                 engine,
                 linker,
+                sync_linker,
                 cache,
             }),
         })

@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus metrics (OpenMetrics text, from the
 //! `prometheus-client` crate), named as Prometheus asks (one `ytdlp_host_`
 //! prefix, base units, counters ending `_total`). The `proxy` label is a
-//! proxy's short id (`ProxyUrl::id()`, a hash): never a password, never a
+//! proxy's short id (the plugin's id, or a hash of it: [`metric_id`]): never a password, never a
 //! video URL; every label has a bounded set of values.
 //!
 //! Counted from the queue's observer (every end, never dropped), from a
@@ -19,10 +19,29 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use ytdlp_contract::{FailureKind, Options, ProxyState, ProxyUrl};
+use ytdlp_contract::{Failure, FailureKind, Options, ProxyState, Request, Success};
 use ytdlp_host_core::{DownloadStatus, Host, ProxySource, QueueObserver, State};
-use ytdlp_host_plugin_host::{BackendError, FailureReport, ProxyChoice, StatsRow};
+use ytdlp_host_plugin_host::{BackendError, ProxyChoice, StatsRow};
 use ytdlp_host_ytdlp::BoxFuture;
+
+/// A proxy id as a metrics label: a plugin's id (0.2 plugins choose their
+/// own: printable ASCII, at most 128 bytes) is kept when it is short and
+/// plain, else hashed, so labels stay bounded and never carry whatever a
+/// careless plugin put in an id.
+pub fn metric_id(id: &str) -> String {
+    let plain = id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if plain { id.to_string() } else { hashed(id) }
+}
+
+/// `x` and 8 hex digits of a SHA-256 of `text`.
+fn hashed(text: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(text.as_bytes());
+    format!("x{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
+}
 
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -175,11 +194,10 @@ impl Metrics {
     /// row names), else a hash of what it shows (a backend's own name for
     /// a proxy): bounded, and never the text itself.
     pub fn row_id(row: &StatsRow) -> String {
-        row.id.clone().unwrap_or_else(|| {
-            use sha2::Digest;
-            let d = sha2::Sha256::digest(row.stats.url.as_bytes());
-            format!("x{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3])
-        })
+        match &row.id {
+            Some(id) => metric_id(id),
+            None => hashed(&row.stats.url),
+        }
     }
 
     /// Sets the proxy-state gauges from the backend's rows (every proxy's
@@ -264,11 +282,12 @@ impl ProxySource for Observed {
 
     fn get_proxy<'a>(
         &'a self,
+        req: &'a Request,
         options: &'a Options,
-    ) -> BoxFuture<'a, Result<ProxyChoice, BackendError>> {
+    ) -> BoxFuture<'a, Result<Arc<ProxyChoice>, BackendError>> {
         Box::pin(async move {
             let t = Instant::now();
-            let answer = self.inner.get_proxy(options).await;
+            let answer = self.inner.get_proxy(req, options).await;
             self.metrics.time(self.inner.name(), "get_proxy", t);
             answer
         })
@@ -276,12 +295,17 @@ impl ProxySource for Observed {
 
     fn report_success<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
+        proxy: &'a Arc<ProxyChoice>,
+        req: &'a Request,
+        outcome: &'a Success,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let t = Instant::now();
-            let answer = self.inner.report_success(proxy, options).await;
+            let answer = self
+                .inner
+                .report_success(proxy, req, outcome, options)
+                .await;
             self.metrics.time(self.inner.name(), "report_success", t);
             answer
         })
@@ -289,23 +313,42 @@ impl ProxySource for Observed {
 
     fn report_failure<'a>(
         &'a self,
-        proxy: &'a ProxyUrl,
-        failure: &'a FailureReport,
+        proxy: &'a Arc<ProxyChoice>,
+        req: &'a Request,
+        failure: &'a Failure,
+        elapsed_ms: u32,
         options: &'a Options,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             self.metrics
                 .proxy_failures
                 .get_or_create(&ProxyKind {
-                    proxy: proxy.id(),
+                    proxy: metric_id(&proxy.id),
                     kind: failure.kind.name(),
                 })
                 .inc();
             let t = Instant::now();
-            let answer = self.inner.report_failure(proxy, failure, options).await;
+            let answer = self
+                .inner
+                .report_failure(proxy, req, failure, elapsed_ms, options)
+                .await;
             self.metrics.time(self.inner.name(), "report_failure", t);
             answer
         })
+    }
+
+    fn add_proxies<'a>(
+        &'a self,
+        entries: &'a [ytdlp_contract::proxy_list::ProxyEntry],
+    ) -> BoxFuture<'a, Result<Option<u32>, BackendError>> {
+        self.inner.add_proxies(entries)
+    }
+
+    fn remove_proxies<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<Option<u32>, BackendError>> {
+        self.inner.remove_proxies(ids)
     }
 
     fn get_stats<'a>(

@@ -52,9 +52,25 @@ pub struct Global {
     /// Backend option for this run, merged over the config's (repeatable).
     #[arg(long = "backend-opt", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub backend_opts: Vec<(String, String)>,
-    /// Add a proxy to the bundled memory backend's list (repeatable).
+    /// Add a proxy to the bundled memory backend's list (repeatable): `URL`, or with its
+    /// metadata `URL;region=DE;tags=residential;tier=1`. A URL without a scheme is http://.
     #[arg(long = "proxy", global = true, value_name = "URL")]
     pub proxies: Vec<String>,
+    /// Read the bundled backend's proxies from FILE (one per line: `scheme://user:pass@host:port`,
+    /// `host:port`, `user:pass@host:port` or `host:port:user:pass`, each with an optional
+    /// `;region=..;tags=..;tier=..`; `#` comments). Re-read when it changes.
+    #[arg(long = "proxy-file", global = true, value_name = "FILE")]
+    pub proxy_file: Option<PathBuf>,
+    /// Only proxies in this region (ISO 3166 country code such as DE, optionally with a
+    /// sub-region: US-CA), for every download (repeatable: any of them).
+    #[arg(long = "region", global = true, value_name = "CC")]
+    pub regions: Vec<String>,
+    /// Only proxies with this tag (repeatable: all of them).
+    #[arg(long = "tag", global = true, value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only proxies of this tier or a cheaper one (0 is the cheapest).
+    #[arg(long = "max-tier", global = true, value_name = "N")]
+    pub max_tier: Option<u8>,
     /// More logging (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -377,6 +393,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     for p in &g.proxies {
         builder = builder.proxy(p);
+    }
+    if let Some(f) = &g.proxy_file {
+        builder = builder.proxies_file(f);
+    }
+    builder = builder.regions(g.regions.clone()).tags(g.tags.clone());
+    if let Some(t) = g.max_tier {
+        builder = builder.max_tier(t);
     }
     builder.validate()?;
     match cli.command {

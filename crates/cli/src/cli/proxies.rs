@@ -3,20 +3,21 @@
 use super::output::{say, tell};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::{Result, bail};
-use ytdlp_contract::options::{HOST_SITE, HOST_URL};
-use ytdlp_contract::{FailureKind, ProxyState, now_ms, proxy_url};
+use ytdlp_contract::proxy_list::parse_entry;
+use ytdlp_contract::{Failure, FailureKind, ProxyMeta, ProxyState, Success, now_ms, proxy_url};
 use ytdlp_host_core::HostBuilder;
-use ytdlp_host_plugin_host::loading;
-use ytdlp_host_plugin_host::{FailureReport, StatsRow};
+use ytdlp_host_plugin_host::{Contract, ProxyChoice, StatsRow};
 
 pub(crate) async fn stats(builder: &HostBuilder, json: bool) -> Result<ExitCode> {
     let mut backend = builder.start_backend().await?;
     let Some(stats) = backend.get_stats(&builder.call_options()).await? else {
         tell!(
-            "plugin `{}` does not support stats (it does not export {})",
+            "plugin `{}` does not support stats (it does not export {}, or says it keeps none)",
             backend.name(),
-            loading::STATS_INTERFACE
+            backend.plugin().contract.interface("stats")
         );
         return Ok(ExitCode::FAILURE);
     };
@@ -30,18 +31,17 @@ pub(crate) async fn stats(builder: &HostBuilder, json: bool) -> Result<ExitCode>
 
 pub(crate) async fn get(builder: &HostBuilder, for_url: Option<&str>) -> Result<ExitCode> {
     let mut backend = builder.start_backend().await?;
-    let mut options = builder.call_options();
-    if let Some(url) = for_url {
-        options.push((HOST_URL.to_string(), url.to_string()));
-        options.push((HOST_SITE.to_string(), ytdlp_host_core::site_of(url)));
-    }
-    match backend.get_proxy(&options).await {
+    let options = builder.call_options();
+    let req = ytdlp_host_core::first_request(for_url.unwrap_or(""), "proxies-get", builder.want()?);
+    match backend.get_proxy(&req, &options).await {
         Ok(choice) => {
+            let meta = choice.meta.to_string();
             say!(
-                "{} [{}] (timeout {} ms)",
+                "{} [{}] (timeout {} ms{}{meta})",
                 choice.url,
-                choice.url.id(),
-                choice.timeout_ms
+                choice.id,
+                choice.timeout_ms,
+                if meta.is_empty() { "" } else { "; " }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -53,15 +53,26 @@ pub(crate) async fn get(builder: &HostBuilder, for_url: Option<&str>) -> Result<
 }
 
 pub(crate) async fn change(builder: &HostBuilder, urls: &[String], add: bool) -> Result<ExitCode> {
-    for u in urls {
-        proxy_url::validate(u).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask_url(u)))?;
-    }
     let mut backend = builder.start_backend().await?;
     let options = builder.call_options();
     let answer = if add {
-        backend.add_proxies(urls, &options).await?
+        let mut entries = Vec::with_capacity(urls.len());
+        for u in urls {
+            entries.push(
+                parse_entry(u).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask_url(u)))?,
+            );
+        }
+        backend.add_proxies(&entries, &options).await?
     } else {
-        backend.remove_proxies(urls, &options).await?
+        // By id (as `proxies stats` shows it) or by URL.
+        let ids: Vec<String> = urls
+            .iter()
+            .map(|u| match parse_entry(u) {
+                Ok(e) => e.url.expose().to_string(),
+                Err(_) => u.clone(),
+            })
+            .collect();
+        backend.remove_proxies(&ids, &options).await?
     };
     match answer {
         Some(n) if add => say!("added {n} new of {} proxies", urls.len()),
@@ -70,7 +81,7 @@ pub(crate) async fn change(builder: &HostBuilder, urls: &[String], add: bool) ->
             tell!(
                 "plugin `{}` does not support changing its proxy list (it does not export {})",
                 backend.name(),
-                loading::ADMIN_INTERFACE
+                backend.plugin().contract.interface("admin")
             );
             return Ok(ExitCode::FAILURE);
         }
@@ -85,24 +96,35 @@ pub(crate) async fn report(
     failure: Option<FailureKind>,
     count: u32,
 ) -> Result<ExitCode> {
-    let proxy = proxy_url::validate(url)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask_url(url)))?;
+    let entry =
+        parse_entry(url).map_err(|e| anyhow::anyhow!("{}: {e}", proxy_url::mask_url(url)))?;
     let mut backend = builder.start_backend().await?;
+    // A 0.1 plugin names proxies by URL; a 0.2 one built on the SDK by the
+    // URL's identity (scheme, user, host, port).
+    let id = match backend.plugin().contract {
+        Contract::V0_1 => entry.url.id(),
+        Contract::V0_2 => entry.url.identity_id(),
+    };
+    let proxy = Arc::new(ProxyChoice {
+        id,
+        url: entry.url,
+        timeout_ms: 1000,
+        meta: ProxyMeta::default(),
+    });
     let options = builder.call_options();
+    let req = ytdlp_host_core::first_request("", "proxies-report", Default::default());
     let started = std::time::Instant::now();
     for _ in 0..count {
         match (success, failure) {
-            (true, _) => backend.report_success(&proxy, &options).await?,
-            (false, Some(kind)) => {
+            (true, _) => {
                 backend
-                    .report_failure(
-                        &proxy,
-                        &FailureReport {
-                            kind,
-                            message: "reported by `ytdlp-host proxies report`".to_string(),
-                        },
-                        &options,
-                    )
+                    .report_success(&proxy, &req, &Success::default(), &options)
+                    .await?
+            }
+            (false, Some(kind)) => {
+                let f = Failure::new(kind, "reported by `ytdlp-host proxies report`");
+                backend
+                    .report_failure(&proxy, &req, &f, 0, &options)
                     .await?
             }
             (false, None) => bail!("give --success or --failure KIND"),
@@ -115,8 +137,8 @@ pub(crate) async fn report(
     say!(
         "reported {count} {what}{} for {} [{}] in {:.1} ms",
         if count == 1 { "" } else { "s" },
-        proxy,
-        proxy.id(),
+        proxy.url,
+        proxy.id,
         started.elapsed().as_secs_f64() * 1000.0
     );
     Ok(ExitCode::SUCCESS)
@@ -153,16 +175,25 @@ fn print_stats_table(rows: &[StatsRow]) {
         .max()
         .unwrap_or(5)
         .max(5);
+    let id_width = rows
+        .iter()
+        .map(|r| r.id.as_deref().map_or(1, str::len))
+        .max()
+        .unwrap_or(2)
+        .max(9);
+    let metas: Vec<String> = rows.iter().map(|r| r.stats.meta.to_string()).collect();
+    let meta_width = metas.iter().map(String::len).max().unwrap_or(0).max(4);
     say!(
-        "{:width$}  {:9}  {:>9}  {:>8}  {:>6}  {:<24}  EXTRA",
+        "{:width$}  {:id_width$}  {:meta_width$}  {:>9}  {:>8}  {:>6}  {:<24}  EXTRA",
         "PROXY",
         "ID",
+        "META",
         "SUCCESSES",
         "FAILURES",
         "CONSEC",
         "STATE"
     );
-    for r in rows {
+    for (r, meta) in rows.iter().zip(&metas) {
         let s = &r.stats;
         let state = match &s.state {
             ProxyState::Active => "active".to_string(),
@@ -171,9 +202,10 @@ fn print_stats_table(rows: &[StatsRow]) {
         };
         let extra: Vec<String> = s.extra.iter().map(|(k, v)| show_extra(k, v)).collect();
         say!(
-            "{:width$}  {:9}  {:>9}  {:>8}  {:>6}  {:<24}  {}",
+            "{:width$}  {:id_width$}  {:meta_width$}  {:>9}  {:>8}  {:>6}  {:<24}  {}",
             s.url,
             r.id.as_deref().unwrap_or("-"),
+            if meta.is_empty() { "-" } else { meta },
             s.successes,
             s.failures,
             s.consecutive_failures,

@@ -50,6 +50,7 @@ fn host(secs: u64, concurrency: usize, queue: usize) -> Host {
         run_timeout: Duration::from_secs(3600),
         direct_socket_timeout_secs: 30,
         preflight: None,
+        want: Default::default(),
     };
     let d = Downloader::new(None, Vec::new(), settings, Arc::new(TimedRunner { secs }));
     Host::new(d, Limits { concurrency, queue })

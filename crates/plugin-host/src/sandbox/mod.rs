@@ -30,8 +30,10 @@ pub use policy::Policy;
 
 use crate::bindings;
 
-/// The linker for plugins: WASI 0.2 (filesystem, sockets, clocks, random,
-/// cli, io) and wasi:http, all gated by the store's grants.
+/// The linker for plugins that may block in a host call: WASI 0.2
+/// (filesystem, sockets, clocks, random, cli, io) and wasi:http, async, all
+/// gated by the store's grants. Calls through it run under a wall-clock
+/// timer as well as epoch deadlines.
 pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -50,15 +52,40 @@ pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
     .map_err(anyhow::Error::from)
     .context("cannot link the filtered name lookup into the plugin linker")?;
     linker.allow_shadowing(false);
-    // The contract's types interface holds only types, but some toolchains
-    // import it as an instance all the same.
-    bindings::ytdlp::proxy::types::add_to_linker::<
-        PluginState,
-        wasmtime::component::HasSelf<PluginState>,
-    >(&mut linker, |s| s)
-    .map_err(anyhow::Error::from)
-    .context("cannot link ytdlp:proxy/types into the plugin linker")?;
+    add_contract_types(&mut linker)?;
     Ok(linker)
+}
+
+/// The linker for plugins that cannot block (they import no sockets, no
+/// HTTP, nothing to wait on: see `loading::may_block`): WASI 0.2 with sync
+/// host functions, so calls are plain function calls bounded by epoch
+/// deadlines alone. This is the fast path (BENCHMARKS.md, "call path").
+pub fn sync_linker(engine: &Engine) -> Result<Linker<PluginState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("cannot link WASI into the sync plugin linker")?;
+    add_contract_types(&mut linker)?;
+    Ok(linker)
+}
+
+/// The contract's types interfaces hold only types, but some toolchains
+/// import them as instances all the same.
+fn add_contract_types(linker: &mut Linker<PluginState>) -> Result<()> {
+    use wasmtime::component::HasSelf;
+    bindings::v01::ytdlp::proxy::types::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        linker,
+        |s| s,
+    )
+    .map_err(anyhow::Error::from)
+    .context("cannot link ytdlp:proxy/types@0.1.0 into the plugin linker")?;
+    bindings::v02::ytdlp::proxy::types::add_to_linker::<PluginState, HasSelf<PluginState>>(
+        linker,
+        |s| s,
+    )
+    .map_err(anyhow::Error::from)
+    .context("cannot link ytdlp:proxy/types@0.2.0 into the plugin linker")?;
+    Ok(())
 }
 
 /// The data of one plugin's Store.
@@ -73,7 +100,8 @@ pub struct PluginState {
     lookup_names: Vec<String>,
 }
 
-impl bindings::ytdlp::proxy::types::Host for PluginState {}
+impl bindings::v01::ytdlp::proxy::types::Host for PluginState {}
+impl bindings::v02::ytdlp::proxy::types::Host for PluginState {}
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
