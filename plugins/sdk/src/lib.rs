@@ -87,7 +87,7 @@ pub use ytdlp_contract::options::{
 pub use ytdlp_contract::proxy_list::{ProxyEntry, parse_entry};
 pub use ytdlp_contract::{
     self as contract, FailureDetail, FailureKind, NoProxy, Options, Phase, PluginError, ProxyMeta,
-    ProxyState, ProxyUrl, Request, Site, Success, Wanted,
+    ProxyState, ProxyUrl, Request, Site, Success, Wanted, parse_region, parse_tag, region_matches,
 };
 
 /// Why there is no proxy.
