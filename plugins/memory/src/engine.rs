@@ -33,6 +33,9 @@
 //! ordered sets merged in one global order, random over dense vectors,
 //! least used and healthiest over ordered sets, weighted over Fenwick
 //! trees of weights.
+//!
+//! [`ProxyUrl::identity_id`]: ytdlp_plugin_sdk::ProxyUrl::identity_id
+//! [`Wanted::admits`]: ytdlp_plugin_sdk::Wanted::admits
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};

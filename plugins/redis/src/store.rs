@@ -708,8 +708,8 @@ impl Store {
         Ok(n.max(0) as u32)
     }
 
-    /// Removes proxies (by id, or by URL: its identity's id) and their
-    /// health; returns how many were known.
+    /// Removes proxies (by id, or by `scheme://` URL: its identity's id)
+    /// and their health; returns how many were known.
     pub fn remove(&mut self, s: &Settings, ids: &[String]) -> Result<u32, String> {
         if ids.is_empty() {
             return Ok(0);
@@ -718,7 +718,8 @@ impl Store {
         let ids: Vec<String> = ids
             .iter()
             .map(|i| match parse_entry(i) {
-                Ok(e) if i.contains(':') => e.url.identity_id(),
+                // Ids may hold a `:`; only a scheme makes it a URL.
+                Ok(e) if i.contains("://") => e.url.identity_id(),
                 _ => i.clone(),
             })
             .collect();
