@@ -1,6 +1,9 @@
 // Builds, once, every fixture plugin under tests/test-components/ and every
 // first-party plugin under plugins/ (the bundled `memory` one is the host's),
 // and exports their paths as constants: `fixtures::NAME`, `plugins::NAME`.
+// Every crate directory is a fixture: the 0.2 ones (hostile, options-echo,
+// foreign-import), `v01-pool` (contract 0.1, `fixtures::V01_POOL`), and
+// future-contract / other-world with their own WIT.
 
 use std::path::{Path, PathBuf};
 

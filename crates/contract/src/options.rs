@@ -68,6 +68,29 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     }
 }
 
+/// `value` of option `key` as a number in `min..=max`, or the typed
+/// refusal (0.2's `invalid-value`): the key and the bounds, not the value,
+/// which may be a secret pasted in the wrong place.
+pub fn num<T>(key: &str, value: &str, min: T, max: T) -> Result<T, crate::PluginError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match value.trim().parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(crate::PluginError::invalid(
+            key,
+            format!("not a whole number from {min} to {max}"),
+        )),
+    }
+}
+
+/// `value` of option `key` as a boolean (as [`parse_bool`]), or the typed
+/// refusal.
+pub fn flag(key: &str, value: &str) -> Result<bool, crate::PluginError> {
+    parse_bool(key, value)
+        .map_err(|_| crate::PluginError::invalid(key, "not true or false (or yes/no, 1/0, on/off)"))
+}
+
 /// The refusal of an unknown option, listing the known ones; `None` for a
 /// host key (those are skipped, never refused).
 pub fn unknown(key: &str, known: &[&str]) -> Option<String> {
@@ -100,6 +123,20 @@ mod tests {
         assert_eq!(e, "option `n`: `0` is not a whole number from 1 to 10");
         assert_eq!(parse_bool("b", "on"), Ok(true));
         assert!(parse_bool("b", "maybe").unwrap_err().contains("`b`"));
+    }
+
+    #[test]
+    fn typed_refusals_name_the_key_and_not_the_value() {
+        assert_eq!(num("n", "7", 1u32, 10), Ok(7));
+        let e = num("n", "s3cret", 1u32, 10).unwrap_err();
+        assert_eq!(e.to_string(), "option `n`: not a whole number from 1 to 10");
+        assert_eq!(flag("b", "off"), Ok(false));
+        assert!(
+            !flag("b", "s3cret")
+                .unwrap_err()
+                .to_string()
+                .contains("s3cret")
+        );
     }
 
     #[test]

@@ -38,6 +38,38 @@ impl ProxyEntry {
     }
 }
 
+impl ProxyEntry {
+    /// An entry from its parts (the 0.2 contract's `proxy-spec`): the URL
+    /// in any format of a list line, the metadata checked as in a line's
+    /// suffix (regions made canonical, repeated tags dropped).
+    pub fn from_spec(
+        url: &str,
+        region: Option<&str>,
+        tags: &[String],
+        tier: u8,
+    ) -> Result<ProxyEntry, BadEntry> {
+        let (url, assumed_http) = parse_address(url.trim())?;
+        let mut meta = ProxyMeta {
+            region: region
+                .map(|r| parse_region(r).map_err(BadEntry::Value))
+                .transpose()?,
+            tags: Vec::new(),
+            tier,
+        };
+        for t in tags {
+            let t = parse_tag(t).map_err(BadEntry::Value)?;
+            if !meta.tags.contains(&t) {
+                meta.tags.push(t);
+            }
+        }
+        Ok(ProxyEntry {
+            url,
+            meta,
+            assumed_http,
+        })
+    }
+}
+
 /// Why a line is not a proxy (never holding the line's credentials).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BadEntry {
@@ -192,6 +224,20 @@ mod tests {
         ] {
             assert!(parse_entry(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_spec_is_checked_like_a_line() {
+        let tags = vec!["residential".to_string(), "residential".to_string()];
+        let e = ProxyEntry::from_spec("u:p@10.0.0.4:3128", Some("us-ca"), &tags, 2).unwrap();
+        assert_eq!(
+            e.to_line(),
+            "http://u:p@10.0.0.4:3128;region=US-CA;tags=residential;tier=2"
+        );
+        assert!(ProxyEntry::from_spec("http://h:1", Some("Germany"), &[], 0).is_err());
+        assert!(ProxyEntry::from_spec("http://h:1", None, &["a b".into()], 0).is_err());
+        let err = ProxyEntry::from_spec("ftp://u:s3cret@h:1", None, &[], 0).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,30 @@ pub enum InvalidProxyUrl {
     Extra,
 }
 
+/// Longest proxy id the contract allows (`proxy.id`).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Checks a proxy id as the 0.2 contract states it: 1 to [`MAX_ID_LEN`]
+/// bytes of printable ASCII without spaces (ids are shown to users and
+/// typed back on command lines, so no whitespace or control characters).
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("the proxy id is empty".to_string());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "the proxy id is {} bytes long (at most {MAX_ID_LEN})",
+            id.len()
+        ));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "the proxy id has characters other than printable ASCII (no spaces)".to_string(),
+        );
+    }
+    Ok(())
+}
+
 /// A proxy URL that passed [`validate`]. Its `Display` hides the
 /// credentials.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -309,6 +333,17 @@ mod tests {
             p.credentials(),
             Some(("u s".to_string(), Some("p@ss:w".to_string())))
         );
+    }
+
+    #[test]
+    fn ids_are_short_printable_ascii() {
+        assert!(check_id("p1a2b3c4d").is_ok());
+        assert!(check_id("p1a2b3c4d-2").is_ok());
+        assert!(check_id(&"x".repeat(MAX_ID_LEN)).is_ok());
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        for bad in ["", "a b", "a\nb", "caf\u{e9}", long.as_str()] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

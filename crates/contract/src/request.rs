@@ -66,6 +66,82 @@ impl Wanted {
             && self.max_tier.is_none_or(|m| meta.tier <= m)
     }
 
+    /// The wish in words, for messages: `in region DE or FR outside US
+    /// with tags residential of tier 1 or dearer` (only what is asked;
+    /// empty when nothing is).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.regions.is_empty() {
+            parts.push(format!("in region {}", self.regions.join(" or ")));
+        }
+        if !self.avoid_regions.is_empty() {
+            parts.push(format!("outside {}", self.avoid_regions.join(", ")));
+        }
+        if !self.tags.is_empty() {
+            parts.push(format!("with tags {}", self.tags.join(", ")));
+        }
+        match (self.min_tier, self.max_tier) {
+            (0, None) => {}
+            (min, Some(max)) if min == max => parts.push(format!("of tier {min}")),
+            (0, Some(max)) => parts.push(format!("of tier {max} or cheaper")),
+            (min, None) => parts.push(format!("of tier {min} or dearer")),
+            (min, Some(max)) => parts.push(format!("of tier {min} to {max}")),
+        }
+        parts.join(" ")
+    }
+
+    /// Why none of a pool's `total` proxies satisfy this, for a no-proxy
+    /// answer, with what the pool has of what was asked: `no proxy in
+    /// region DE (3 proxies, regions: FR, US)`. `metas` are the pool's
+    /// proxies' metadata (repeats are fine).
+    pub fn unmet_message<'a>(
+        &self,
+        total: usize,
+        metas: impl IntoIterator<Item = &'a ProxyMeta>,
+    ) -> String {
+        use std::collections::BTreeSet;
+        let (mut regions, mut tags, mut tiers) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for m in metas {
+            regions.extend(m.region.as_deref());
+            tags.extend(m.tags.iter().map(String::as_str));
+            tiers.insert(m.tier);
+        }
+        // At most a few of each: the message stays one short line.
+        fn list<T: fmt::Display>(what: &str, items: &BTreeSet<T>) -> String {
+            if items.is_empty() {
+                return format!("no {what}");
+            }
+            let mut shown: Vec<String> = items.iter().take(8).map(|i| i.to_string()).collect();
+            if items.len() > 8 {
+                shown.push("...".to_string());
+            }
+            format!("{what}: {}", shown.join(", "))
+        }
+        let count = format!("{total} prox{}", if total == 1 { "y" } else { "ies" });
+        let mut have = Vec::new();
+        if !self.regions.is_empty() || !self.avoid_regions.is_empty() {
+            have.push(list("regions", &regions));
+        }
+        if !self.tags.is_empty() {
+            have.push(list("tags", &tags));
+        }
+        if self.min_tier != 0 || self.max_tier.is_some() {
+            have.push(list("tiers", &tiers));
+        }
+        let wish = self.describe();
+        let head = if wish.is_empty() {
+            "no proxy".to_string()
+        } else {
+            format!("no proxy {wish}")
+        };
+        if have.is_empty() {
+            format!("{head} ({count})")
+        } else {
+            format!("{head} ({count}, {})", have.join("; "))
+        }
+    }
+
     /// Nothing asked.
     pub fn is_any(&self) -> bool {
         self.regions.is_empty()
@@ -239,6 +315,58 @@ mod tests {
         assert!(away.admits(&ProxyMeta::default()));
         // No region known: only a wish for none admits it.
         assert!(!w(&["DE"], &[], 0, None).admits(&ProxyMeta::default()));
+    }
+
+    #[test]
+    fn an_unmet_wish_says_what_the_pool_has() {
+        let metas = [
+            ProxyMeta {
+                region: Some("FR".into()),
+                ..ProxyMeta::default()
+            },
+            ProxyMeta {
+                region: Some("US".into()),
+                tags: vec!["dc".into()],
+                tier: 1,
+            },
+            ProxyMeta {
+                region: Some("FR".into()),
+                ..ProxyMeta::default()
+            },
+        ];
+        let de = Wanted {
+            regions: vec!["DE".into()],
+            ..Wanted::default()
+        };
+        assert_eq!(
+            de.unmet_message(3, &metas),
+            "no proxy in region DE (3 proxies, regions: FR, US)"
+        );
+        let picky = Wanted {
+            regions: vec!["DE".into(), "AT".into()],
+            avoid_regions: vec!["US".into()],
+            tags: vec!["residential".into()],
+            min_tier: 2,
+            max_tier: None,
+        };
+        assert_eq!(
+            picky.unmet_message(3, &metas),
+            "no proxy in region DE or AT outside US with tags residential of tier 2 or dearer \
+             (3 proxies, regions: FR, US; tags: dc; tiers: 0, 1)"
+        );
+        let cap = |min, max| Wanted {
+            min_tier: min,
+            max_tier: max,
+            ..Wanted::default()
+        };
+        assert_eq!(cap(1, Some(1)).describe(), "of tier 1");
+        assert_eq!(cap(0, Some(1)).describe(), "of tier 1 or cheaper");
+        assert_eq!(cap(1, Some(3)).describe(), "of tier 1 to 3");
+        assert_eq!(Wanted::default().describe(), "");
+        assert_eq!(
+            Wanted::default().unmet_message(1, &[]),
+            "no proxy (1 proxy)"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Memory per proxy of the engine, natively (64-bit pointers: an upper bound
-//! for the wasm32 build), for every strategy at 100k proxies.
+//! for the wasm32 build), for every strategy at 100k proxies in three
+//! regions.
 //!
 //!     cargo bench -p ytdlp-plugin-memory --bench engine_memory
 
@@ -7,6 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use ytdlp_plugin_memory::engine::{Engine, Kind};
+use ytdlp_plugin_sdk::{Request, Site, parse_entry};
 
 struct Counting;
 
@@ -37,6 +39,19 @@ fn main() {
         .map(|i| format!("http://10.{}.{}.{}:3128", i >> 16, (i >> 8) & 255, i & 255))
         .collect();
     let url_bytes: usize = urls.iter().map(String::len).sum();
+    // A few regions, as a real list has: a handful of metadata classes.
+    let entries: Vec<_> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| parse_entry(&format!("{u};region={}", ["DE", "FR", "US"][i % 3])).unwrap())
+        .collect();
+    let request = Request {
+        site: Site {
+            host: "www.example.com".into(),
+            domain: "example.com".into(),
+        },
+        ..Request::default()
+    };
     for strategy in [
         "round_robin",
         "random",
@@ -50,16 +65,16 @@ fn main() {
         ];
         let before = LIVE.load(Ordering::Relaxed);
         let mut e = Engine::from_options(&opts).unwrap();
-        for u in &urls {
-            e.add(u, 1, false);
+        for entry in &entries {
+            e.add(entry, 1, false);
         }
         // Some traffic, so counters and indices are in use.
         for t in 0..10_000u64 {
-            let p = e.next_for(t, "www.example.com", None).unwrap();
+            let p = e.next_for(t, &request).unwrap();
             if t % 7 == 0 {
-                e.failure(&p.url, Kind::ProxyTimeout, "www.example.com", t);
+                e.failure(&p.id, Kind::ProxyTimeout, "example.com", t);
             } else {
-                e.success(&p.url, t);
+                e.success(&p.id, t);
             }
         }
         let _ = e.take_dirty();

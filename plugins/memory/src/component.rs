@@ -2,8 +2,10 @@
 //! by `init`, saved to the host-granted state directory after every change.
 
 use ytdlp_plugin_sdk::contract::now_ms;
-use ytdlp_plugin_sdk::contract::options::HOST_SITE;
-use ytdlp_plugin_sdk::{Backend, Failure, GetProxyError, Options, Proxy, ProxyStats, opt};
+use ytdlp_plugin_sdk::{
+    Backend, Failure, GetProxyError, Options, PluginError, PluginInfo, Proxy, ProxyEntry,
+    ProxyStats, Request, Success,
+};
 
 use crate::engine::{Engine, Init};
 use crate::state::{self, Store};
@@ -32,7 +34,7 @@ impl Memory {
 }
 
 impl Backend for Memory {
-    fn init(options: &Options) -> Result<Self, String> {
+    fn init(options: &Options) -> Result<Self, PluginError> {
         let init = Init::parse(options)?;
         let now = now_ms();
         let mut engine = Engine::new(init.settings, init.seed);
@@ -44,7 +46,8 @@ impl Backend for Memory {
                 for w in warnings {
                     eprintln!("{w}");
                 }
-                let had_state = !saved.entries.is_empty();
+                let fresh = saved.entries.is_empty();
+                let migrated = saved.migrated;
                 state::apply(&mut engine, saved, &init.proxies, now);
                 if init.read_only {
                     // A query: what it hands out or reads changes nothing.
@@ -55,9 +58,10 @@ impl Backend for Memory {
                         store_warned: false,
                     });
                 }
-                // Compact at start only when the journal has grown; a new
-                // state (or a changed list) is written by the first save.
-                let result = if !had_state || store.journal_lines() > 1024 {
+                // Compact at start only when the journal has grown or the
+                // state was a 0.1 one; a new state (or a changed list) is
+                // written by the first save.
+                let result = if fresh || migrated || store.journal_lines() > 1024 {
                     store.snapshot(&mut engine, now)
                 } else {
                     store.save_changes(&mut engine, now)
@@ -68,8 +72,8 @@ impl Backend for Memory {
                 Some(store)
             }
             None => {
-                for (url, w) in &init.proxies {
-                    engine.add(url, *w, false);
+                for (entry, w) in &init.proxies {
+                    engine.add(entry, *w, false);
                 }
                 None
             }
@@ -81,38 +85,35 @@ impl Backend for Memory {
         })
     }
 
-    fn get_proxy(&mut self, options: &Options) -> Result<Proxy, GetProxyError> {
-        let site = opt(options, HOST_SITE).unwrap_or("");
-        let sticky = opt(options, "sticky_key");
-        match self.with(|e, now| e.next_for(now, site, sticky)) {
-            Ok(pick) => Ok(Proxy {
-                url: pick.url,
-                timeout_ms: pick.timeout_ms,
-            }),
-            Err(np) => Err(np.into()),
-        }
+    fn get_proxy(&mut self, request: &Request, _options: &Options) -> Result<Proxy, GetProxyError> {
+        self.with(|e, now| e.next_for(now, request))
+            .map_err(Into::into)
     }
 
-    fn report_success(&mut self, proxy_url: &str, _options: &Options) {
-        self.with(|e, now| e.success(proxy_url, now));
+    fn report_success(&mut self, proxy_id: &str, _: &Request, _: &Success, _: &Options) {
+        self.with(|e, now| e.success(proxy_id, now));
     }
 
-    fn report_failure(&mut self, proxy_url: &str, failure: &Failure, options: &Options) {
-        let kind = failure.kind;
-        let site = opt(options, HOST_SITE).unwrap_or("");
-        self.with(|e, now| e.failure(proxy_url, kind, site, now));
+    fn report_failure(&mut self, proxy_id: &str, request: &Request, f: &Failure, _: &Options) {
+        let site = request.site.domain.as_str();
+        let retry_after = f.detail.retry_after_ms;
+        self.with(|e, now| e.failure_after(proxy_id, f.kind, site, retry_after, now));
     }
 
-    fn stats(&mut self, _options: &Options) -> Result<Vec<ProxyStats>, String> {
+    fn stats(&mut self, _options: &Options) -> Result<Vec<ProxyStats>, PluginError> {
         Ok(self.with(|e, now| e.stats(now)))
     }
 
-    fn add_proxies(&mut self, urls: Vec<String>, _options: &Options) -> Result<u32, String> {
-        Ok(self.with(|e, _| urls.iter().filter(|u| e.add(u, 1, true)).count() as u32))
+    fn add_proxies(&mut self, proxies: Vec<ProxyEntry>, _: &Options) -> Result<u32, PluginError> {
+        Ok(self.with(|e, _| proxies.iter().filter(|p| e.add(p, 1, true)).count() as u32))
     }
 
-    fn remove_proxies(&mut self, urls: Vec<String>, _options: &Options) -> Result<u32, String> {
-        Ok(self.with(|e, _| urls.iter().filter(|u| e.remove(u)).count() as u32))
+    fn remove_proxies(&mut self, ids: Vec<String>, _: &Options) -> Result<u32, PluginError> {
+        Ok(self.with(|e, _| ids.iter().filter(|id| e.remove(id)).count() as u32))
+    }
+
+    fn describe() -> PluginInfo {
+        crate::describe()
     }
 }
 

@@ -3,23 +3,42 @@
 //! control the clock; randomness comes from a seedable generator.
 //!
 //! Rules:
+//! - a proxy's id is its URL's identity without the password
+//!   ([`ProxyUrl::identity_id`]), so a new password keeps its health; two
+//!   proxies of one identity (two passwords at once) are told apart by a
+//!   suffix in the order they were added (`p1a2b3c4d`, `p1a2b3c4d-2`);
+//! - `get-proxy` hands out only proxies the request admits
+//!   ([`Wanted::admits`]), the cheapest tier first, then by the configured
+//!   strategy; the request's `avoid` ids only when nothing else is left; a
+//!   `sticky_key` keeps its proxy while that proxy stays usable, admitted,
+//!   unbanned and unavoided;
 //! - proxy faults (connect, timeout, auth) count toward disabling, on
 //!   *consecutive* failures; a success resets the count;
-//! - `blocked` (403/429/bot check) bans the proxy for that site only, for
-//!   `site_ban_ms`;
+//! - `blocked` (403/429/bot check) bans the proxy for that site's domain
+//!   only, for `site_ban_ms` (or the site's `Retry-After`, if longer);
+//! - `geo-restricted` is counted by kind and nothing else: the site refuses
+//!   that URL in the proxy's country, which is neither the proxy's fault
+//!   nor a ban for the site's other URLs;
 //! - content, host and unknown failures never count against a proxy;
 //! - a disabled proxy comes back after an exponential backoff with full
 //!   jitter (`backoff_base_ms` doubling per failed recovery, capped at
 //!   `backoff_cap_ms`), on probation: one success restores it, a proxy
 //!   fault sends it back with its backoff doubled.
 //!
-//! Every strategy picks in O(log n) (plus the proxies banned for the site
-//! being skipped): round robin over an ordered set, random over a dense
-//! vector, least used and healthiest over ordered sets, weighted over a
-//! Fenwick tree of weights.
+//! Proxies are grouped by metadata (region, tags, tier: a class), each
+//! class with the strategy's own index of its usable proxies, so a request
+//! looks only at the classes it admits. Every strategy picks in
+//! O(k log n) for k admitted classes of the cheapest tier (plus the
+//! proxies banned for the site or avoided being skipped): round robin over
+//! ordered sets merged in one global order, random over dense vectors,
+//! least used and healthiest over ordered sets, weighted over Fenwick
+//! trees of weights.
+//!
+//! [`ProxyUrl::identity_id`]: ytdlp_plugin_sdk::ProxyUrl::identity_id
+//! [`Wanted::admits`]: ytdlp_plugin_sdk::Wanted::admits
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
@@ -28,8 +47,10 @@ use serde::{Deserialize, Serialize};
 /// contract's own (through the SDK).
 pub use ytdlp_plugin_sdk::FailureKind as Kind;
 use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
-pub use ytdlp_plugin_sdk::{NoProxy, ProxyState, ProxyStats as Stat};
-use ytdlp_plugin_sdk::{parse_bool, parse_num, unknown};
+pub use ytdlp_plugin_sdk::{
+    NoProxy, PluginError, Proxy, ProxyEntry, ProxyMeta, ProxyState, ProxyStats as Stat, Request,
+};
+use ytdlp_plugin_sdk::{flag, is_host_key, num, parse_entry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
@@ -43,7 +64,7 @@ pub enum Strategy {
 impl Strategy {
     pub const NAMES: &'static str = "round_robin, random, least_used, healthiest, weighted";
 
-    fn parse(s: &str) -> Result<Self, String> {
+    fn parse(s: &str) -> Result<Self, PluginError> {
         Ok(match s.replace('-', "_").as_str() {
             "round_robin" => Strategy::RoundRobin,
             "random" => Strategy::Random,
@@ -51,9 +72,9 @@ impl Strategy {
             "healthiest" => Strategy::Healthiest,
             "weighted" => Strategy::Weighted,
             _ => {
-                return Err(format!(
-                    "unknown strategy `{s}` (supported: {})",
-                    Self::NAMES
+                return Err(PluginError::invalid(
+                    "strategy",
+                    format!("unknown strategy `{s}` (supported: {})", Self::NAMES),
                 ));
             }
         })
@@ -113,10 +134,113 @@ pub enum Health {
     Disabled,
 }
 
-/// One proxy. Kept small: memory per proxy is a goal (≤ 200 bytes).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A proxy id as the engine makes them: `p` and 8 hex digits (the URL's
+/// identity, [`ProxyUrl::identity_id`]), then `-N` for the Nth proxy of one
+/// identity. Kept as numbers: 8 bytes rather than a string's 25, for each
+/// of perhaps 100k proxies.
+///
+/// [`ProxyUrl::identity_id`]: ytdlp_plugin_sdk::ProxyUrl::identity_id
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Id {
+    hash: u32,
+    n: u16,
+}
+
+impl Id {
+    /// An id in the engine's form (exactly as it prints), or `None`.
+    pub fn parse(s: &str) -> Option<Id> {
+        let rest = s.strip_prefix('p')?;
+        let (hex, n) = match rest.split_once('-') {
+            Some((h, n)) => (h, n.parse::<u16>().ok().filter(|&n| n >= 2)?),
+            None => (rest, 1),
+        };
+        if hex.len() != 8 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let id = Id {
+            hash: u32::from_str_radix(hex, 16).ok()?,
+            n,
+        };
+        // One spelling per id (no `-02`).
+        (id.to_string() == s).then_some(id)
+    }
+
+    /// The `n`th id of this one's identity.
+    fn nth(self, n: u16) -> Id {
+        Id { n, ..self }
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p{:08x}", self.hash)?;
+        if self.n > 1 {
+            write!(f, "-{}", self.n)?;
+        }
+        Ok(())
+    }
+}
+
+/// One proxy. Kept small: memory per proxy is a goal (≤ 200 bytes); its
+/// metadata lives once per class.
+#[derive(Clone, Debug)]
 pub struct Entry {
+    pub id: Id,
+    /// The URL as configured, credentials included (the current password).
     pub url: Box<str>,
+    /// Its class (metadata) and its place among the class's members.
+    class: u32,
+    slot: u32,
+    pub weight: u32,
+    pub successes: u32,
+    pub failures: [u32; Kind::ALL.len()],
+    pub consecutive: u16,
+    pub backoff_level: u8,
+    pub health: Health,
+    pub uses: u32,
+    pub last_used: u64,
+    /// Added through `admin` rather than the configured list.
+    pub added: bool,
+    /// Removed (slots are not reused, so indices stay valid).
+    removed: bool,
+    /// In its class's index (usable and not removed).
+    indexed: bool,
+}
+
+impl Entry {
+    /// Removed from the list (through admin or a reload).
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    fn usable(&self) -> bool {
+        !self.removed && matches!(self.health, Health::Active | Health::Probation)
+    }
+
+    fn proxy_failures(&self) -> u32 {
+        self.failures[Kind::ProxyConnect as usize]
+            + self.failures[Kind::ProxyTimeout as usize]
+            + self.failures[Kind::ProxyAuth as usize]
+    }
+
+    /// Healthiest's score, as an integer key (higher is healthier).
+    fn score(&self, prior: (f64, f64)) -> u32 {
+        let s = f64::from(self.successes) + prior.0;
+        let f = f64::from(self.proxy_failures()) + prior.1;
+        ((s / (s + f)) * 1e9) as u32
+    }
+}
+
+/// What the state files keep of a proxy: its identity, URL, metadata and
+/// health.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Empty in a 0.1 state file (keyed by URL); given when it is loaded.
+    #[serde(default)]
+    pub id: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "ProxyMeta::is_empty")]
+    pub meta: ProxyMeta,
     #[serde(default = "one")]
     pub weight: u32,
     #[serde(default)]
@@ -132,16 +256,32 @@ pub struct Entry {
     pub uses: u32,
     #[serde(default)]
     pub last_used: u64,
-    /// Added through `admin` rather than the configured list.
     #[serde(default)]
     pub added: bool,
-    /// Removed (slots are not reused, so indices stay valid).
-    #[serde(skip)]
-    removed: bool,
 }
 
 fn one() -> u32 {
     1
+}
+
+impl Record {
+    /// A proxy at `url`, never used.
+    pub fn new(id: &str, url: &str) -> Record {
+        Record {
+            id: id.to_string(),
+            url: url.to_string(),
+            meta: ProxyMeta::default(),
+            weight: 1,
+            successes: 0,
+            failures: [0; Kind::ALL.len()],
+            consecutive: 0,
+            backoff_level: 0,
+            health: Health::Active,
+            uses: 0,
+            last_used: 0,
+            added: false,
+        }
+    }
 }
 
 /// Failure counts stored by kind name (`{"blocked": 2}`), so a kind added
@@ -204,70 +344,51 @@ mod by_kind {
     }
 }
 
-impl Entry {
-    #[cfg(test)]
-    pub(crate) fn new_for_test(url: &str) -> Entry {
-        Entry::new(url, 1, false)
-    }
+/// What changed since the last [`Engine::take_dirty`], for the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Entry(Record),
+    Removed(String),
+}
 
-    fn new(url: &str, weight: u32, added: bool) -> Entry {
-        Entry {
-            url: url.into(),
-            weight,
-            successes: 0,
-            failures: [0; Kind::ALL.len()],
-            consecutive: 0,
-            backoff_level: 0,
-            health: Health::Active,
-            uses: 0,
-            last_used: 0,
-            added,
-            removed: false,
-        }
-    }
-
-    /// Removed from the list (through admin or a reload).
-    pub fn is_removed(&self) -> bool {
-        self.removed
-    }
-
-    fn usable(&self) -> bool {
-        !self.removed && matches!(self.health, Health::Active | Health::Probation)
-    }
-
-    fn proxy_failures(&self) -> u32 {
-        self.failures[0] + self.failures[1] + self.failures[2]
-    }
-
-    /// Healthiest's score, as an integer key (higher is healthier).
-    fn score(&self, prior: (f64, f64)) -> u32 {
-        let s = f64::from(self.successes) + prior.0;
-        let f = f64::from(self.proxy_failures()) + prior.1;
-        ((s / (s + f)) * 1e9) as u32
+/// The `n`th id of identity `base`: `base`, then `base-2`, `base-3`, ...
+/// (the strings of [`Id`]).
+pub fn nth_id(base: &str, n: u32) -> String {
+    if n <= 1 {
+        base.to_string()
+    } else {
+        format!("{base}-{n}")
     }
 }
 
-/// A proxy chosen by [`Engine::next`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pick {
-    pub url: String,
-    pub timeout_ms: u32,
-}
-
-/// The index the configured strategy picks from: the usable proxies.
+/// The index a class's strategy picks from: its usable proxies.
 #[derive(Debug)]
 enum Index {
-    RoundRobin {
-        set: BTreeSet<u32>,
-        cursor: u32,
-    },
+    RoundRobin(BTreeSet<u32>),
     Random {
         dense: Vec<u32>,
-        pos: HashMap<u32, u32>,
+        /// By slot: the position in `dense`, or `NONE`.
+        pos: Vec<u32>,
     },
     LeastUsed(BTreeSet<(u32, u32)>),
     Healthiest(BTreeSet<(Reverse<u32>, u64, u32)>),
+    /// By slot.
     Weighted(Fenwick),
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Proxies of one metadata.
+#[derive(Debug)]
+struct Class {
+    meta: ProxyMeta,
+    /// Slot -> entry (slots are not reused).
+    members: Vec<u32>,
+    index: Index,
+    /// Members in the index.
+    usable: u32,
+    /// Members not removed.
+    live: u32,
 }
 
 /// A Fenwick tree of weights: prefix sums and sampling in O(log n).
@@ -328,17 +449,20 @@ impl Fenwick {
     }
 }
 
-/// The engine: proxies, their health, and the strategy's index.
+/// The engine: proxies, their health, and the strategy's indices.
 #[derive(Debug)]
 pub struct Engine {
     settings: Settings,
     entries: Vec<Entry>,
-    by_url: hashbrown::HashTable<u32>,
+    by_id: hashbrown::HashTable<u32>,
     hasher: std::hash::RandomState,
-    index: Index,
+    classes: Vec<Class>,
+    class_of: HashMap<ProxyMeta, u32>,
+    /// Round robin: the next entry index in the global order.
+    cursor: u32,
     /// Cooling proxies by the time they come back.
     cooling: BinaryHeap<Reverse<(u64, u32)>>,
-    /// site -> proxy -> banned until.
+    /// site (registrable domain) -> proxy -> banned until.
     bans: HashMap<Box<str>, HashMap<u32, u64>>,
     sticky: HashMap<Box<str>, u32>,
     rng: fastrand::Rng,
@@ -353,28 +477,91 @@ pub struct Engine {
 /// Longest backoff, ban or cooldown an option may set: 30 days.
 const MAX_WINDOW_MS: u64 = 30 * 24 * 3_600_000;
 
-/// Options the engine understands at init.
-pub const INIT_OPTIONS: &[&str] = &[
-    "proxy",
-    "weight",
-    "strategy",
-    "failure_threshold",
-    "timeout_ms",
-    "backoff_base_ms",
-    "backoff_cap_ms",
-    "jitter",
-    "recovery",
-    "site_ban_ms",
-    "seed",
-    "state_dir",
-    "read_only",
+/// Every option the engine reads (all at `init`): key, help, repeated,
+/// secret. `describe` lists them and [`Init::parse`] refuses any other.
+pub const OPTIONS: &[(&str, &str, bool, bool)] = &[
+    (
+        "proxy",
+        "a proxy: URL[;region=DE;tags=a,b;tier=1] (also host:port, user:pass@host:port, host:port:user:pass)",
+        true,
+        // Proxy URLs carry passwords.
+        true,
+    ),
+    (
+        "weight",
+        "URL=N or ID=N: a proxy's weight for strategy `weighted` (default 1)",
+        true,
+        false,
+    ),
+    (
+        "strategy",
+        "round_robin (default), random, least_used, healthiest or weighted",
+        false,
+        false,
+    ),
+    (
+        "failure_threshold",
+        "consecutive proxy faults that take a proxy out (default 3)",
+        false,
+        false,
+    ),
+    (
+        "timeout_ms",
+        "the proxy timeout handed to the host (default 30000)",
+        false,
+        false,
+    ),
+    (
+        "backoff_base_ms",
+        "first time out after the threshold, doubling per failed recovery (default 300000)",
+        false,
+        false,
+    ),
+    (
+        "backoff_cap_ms",
+        "longest time out (default 3600000)",
+        false,
+        false,
+    ),
+    (
+        "jitter",
+        "full (default: a random part of the window) or none",
+        false,
+        false,
+    ),
+    (
+        "recovery",
+        "false: a proxy taken out stays out (default true)",
+        false,
+        false,
+    ),
+    (
+        "site_ban_ms",
+        "how long `blocked` keeps a proxy from that site (default 1800000)",
+        false,
+        false,
+    ),
+    ("seed", "seed of the random choices (tests)", false, false),
+    (
+        "state_dir",
+        "where health is kept across runs (set by the host)",
+        false,
+        false,
+    ),
+    (
+        "read_only",
+        "read the state, never write it (set by the host for queries)",
+        false,
+        false,
+    ),
 ];
 
 /// Parsed init options.
 #[derive(Debug, Default)]
 pub struct Init {
     pub settings: Settings,
-    pub proxies: Vec<(String, u32)>,
+    /// The configured proxies, in order, with their weights.
+    pub proxies: Vec<(ProxyEntry, u32)>,
     pub seed: Option<u64>,
     pub state_dir: Option<String>,
     /// Read the saved state, never write it (`proxies stats`, `proxies get`).
@@ -382,60 +569,206 @@ pub struct Init {
 }
 
 impl Init {
-    /// `proxy` (repeatable), `weight` (repeatable, `URL=N`), `strategy`,
-    /// `failure_threshold`, `timeout_ms`, `backoff_base_ms`,
-    /// `backoff_cap_ms`, `jitter` (`full`/`none`), `recovery`,
-    /// `site_ban_ms`, `seed`, `state_dir`. Unknown keys are refused so a
-    /// typo does not silently do nothing.
-    pub fn parse(options: &[(String, String)]) -> Result<Init, String> {
+    /// See [`OPTIONS`]. Unknown keys are refused so a typo does not
+    /// silently do nothing; a `proxy` that does not parse is refused with
+    /// its position (not its text, which may hold a password).
+    pub fn parse(options: &[(String, String)]) -> Result<Init, PluginError> {
         let mut init = Init::default();
         let s = &mut init.settings;
         let mut weights: HashMap<String, u32> = HashMap::new();
-        let mut urls = Vec::new();
+        let mut lines = Vec::new();
         for (key, value) in options {
             let v = value.trim();
             match key.as_str() {
-                "proxy" => urls.push(v.to_string()),
+                "proxy" => lines.push(v.to_string()),
                 "weight" => {
                     let (url, w) = v
                         .rsplit_once('=')
-                        .ok_or_else(|| format!("option `weight`: `{v}` is not URL=N"))?;
-                    weights.insert(url.to_string(), parse_num("weight", w, 0, 1_000_000)?);
+                        .ok_or_else(|| PluginError::invalid("weight", "not URL=N or ID=N"))?;
+                    weights.insert(url.trim().to_string(), num("weight", w, 0, 1_000_000)?);
                 }
                 "strategy" => s.strategy = Strategy::parse(v)?,
-                "failure_threshold" => s.failure_threshold = parse_num(key, v, 1, 1_000_000)?,
-                "timeout_ms" => s.timeout_ms = parse_num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
-                "backoff_base_ms" => s.backoff_base_ms = parse_num(key, v, 1, MAX_WINDOW_MS)?,
-                "backoff_cap_ms" => s.backoff_cap_ms = parse_num(key, v, 1, MAX_WINDOW_MS)?,
+                "failure_threshold" => s.failure_threshold = num(key, v, 1, 1_000_000)?,
+                "timeout_ms" => s.timeout_ms = num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
+                "backoff_base_ms" => s.backoff_base_ms = num(key, v, 1, MAX_WINDOW_MS)?,
+                "backoff_cap_ms" => s.backoff_cap_ms = num(key, v, 1, MAX_WINDOW_MS)?,
                 "jitter" => {
                     s.jitter = match v {
                         "full" => true,
                         "none" => false,
-                        _ => return Err(format!("option `jitter`: `{v}` is not full or none")),
+                        _ => return Err(PluginError::invalid("jitter", "not full or none")),
                     }
                 }
-                "recovery" => s.recovery = parse_bool(key, v)?,
-                "site_ban_ms" => s.site_ban_ms = parse_num(key, v, 0, MAX_WINDOW_MS)?,
-                "seed" => init.seed = Some(parse_num(key, v, 0, u64::MAX)?),
+                "recovery" => s.recovery = flag(key, v)?,
+                "site_ban_ms" => s.site_ban_ms = num(key, v, 0, MAX_WINDOW_MS)?,
+                "seed" => init.seed = Some(num(key, v, 0, u64::MAX)?),
                 "state_dir" => init.state_dir = Some(v.to_string()),
-                "read_only" => init.read_only = parse_bool(key, v)?,
-                other => {
-                    if let Some(refusal) = unknown(other, INIT_OPTIONS) {
-                        return Err(refusal);
-                    }
-                }
+                "read_only" => init.read_only = flag(key, v)?,
+                other if is_host_key(other) => {}
+                other => return Err(PluginError::unknown_option(other)),
             }
         }
         if s.backoff_cap_ms < s.backoff_base_ms {
             s.backoff_cap_ms = s.backoff_base_ms;
         }
-        for url in urls {
-            if !url.is_empty() {
-                let w = weights.get(&url).copied().unwrap_or(1);
-                init.proxies.push((url, w));
-            }
+        for (n, line) in lines.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let entry = parse_entry(line)
+                .map_err(|e| PluginError::invalid("proxy", format!("proxy {}: {e}", n + 1)))?;
+            let address = line.split(';').next().unwrap_or("").trim();
+            let w = [address, entry.url.expose(), &entry.url.identity_id()]
+                .iter()
+                .find_map(|k| weights.get(*k))
+                .copied()
+                .unwrap_or(1);
+            init.proxies.push((entry, w));
         }
         Ok(init)
+    }
+}
+
+/// The first item, in key order across `iters` (each already in key
+/// order), that `ok` accepts: a k-way merge that stops at the first hit.
+fn first_in_order<K: Ord, I: Iterator<Item = (K, u32)>>(
+    iters: Vec<I>,
+    ok: &impl Fn(u32) -> bool,
+) -> Option<u32> {
+    let mut iters = iters;
+    let mut heap = BinaryHeap::new();
+    for (n, it) in iters.iter_mut().enumerate() {
+        if let Some((k, i)) = it.next() {
+            heap.push(Reverse((k, i, n)));
+        }
+    }
+    while let Some(Reverse((_, i, n))) = heap.pop() {
+        if ok(i) {
+            return Some(i);
+        }
+        if let Some((k, j)) = iters[n].next() {
+            heap.push(Reverse((k, j, n)));
+        }
+    }
+    None
+}
+
+/// The strategy's choice among the usable proxies of `group` (classes of
+/// one tier) that `ok` accepts.
+fn pick_in(
+    classes: &[Class],
+    group: &[u32],
+    rng: &mut fastrand::Rng,
+    cursor: &mut u32,
+    ok: &impl Fn(u32) -> bool,
+) -> Option<u32> {
+    let of = |c: &u32| &classes[*c as usize];
+    match &of(group.first()?).index {
+        Index::RoundRobin(_) => {
+            let sets: Vec<&BTreeSet<u32>> = group
+                .iter()
+                .filter_map(|c| match &of(c).index {
+                    Index::RoundRobin(s) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            let start = *cursor;
+            let after: Vec<_> = sets
+                .iter()
+                .map(|s| s.range(start..).map(|&i| (i, i)))
+                .collect();
+            let found = first_in_order(after, ok).or_else(|| {
+                let before: Vec<_> = sets
+                    .iter()
+                    .map(|s| s.range(..start).map(|&i| (i, i)))
+                    .collect();
+                first_in_order(before, ok)
+            });
+            if let Some(i) = found {
+                *cursor = i + 1;
+            }
+            found
+        }
+        Index::LeastUsed(_) => {
+            let iters: Vec<_> = group
+                .iter()
+                .filter_map(|c| match &of(c).index {
+                    Index::LeastUsed(s) => Some(s.iter().map(|&k| (k, k.1))),
+                    _ => None,
+                })
+                .collect();
+            first_in_order(iters, ok)
+        }
+        Index::Healthiest(_) => {
+            let iters: Vec<_> = group
+                .iter()
+                .filter_map(|c| match &of(c).index {
+                    Index::Healthiest(s) => Some(s.iter().map(|&k| (k, k.2))),
+                    _ => None,
+                })
+                .collect();
+            first_in_order(iters, ok)
+        }
+        Index::Random { .. } => {
+            let dense: Vec<&Vec<u32>> = group
+                .iter()
+                .filter_map(|c| match &of(c).index {
+                    Index::Random { dense, .. } => Some(dense),
+                    _ => None,
+                })
+                .collect();
+            let total: usize = dense.iter().map(|d| d.len()).sum();
+            if total == 0 {
+                return None;
+            }
+            // A few draws (bans and avoided proxies are few), then a scan.
+            for _ in 0..8 {
+                let mut r = rng.usize(..total);
+                for d in &dense {
+                    if r < d.len() {
+                        if ok(d[r]) {
+                            return Some(d[r]);
+                        }
+                        break;
+                    }
+                    r -= d.len();
+                }
+            }
+            dense
+                .iter()
+                .flat_map(|d| d.iter().copied())
+                .find(|&i| ok(i))
+        }
+        Index::Weighted(_) => {
+            let trees: Vec<(&Fenwick, &[u32], u64)> = group
+                .iter()
+                .filter_map(|c| match &of(c).index {
+                    Index::Weighted(t) => Some((t, of(c).members.as_slice(), t.total())),
+                    _ => None,
+                })
+                .collect();
+            let total: u64 = trees.iter().map(|t| t.2).sum();
+            if total == 0 {
+                return None;
+            }
+            for _ in 0..8 {
+                let mut r = rng.u64(..total);
+                for (tree, members, sum) in &trees {
+                    if r < *sum {
+                        let i = members[tree.find(r)];
+                        if ok(i) {
+                            return Some(i);
+                        }
+                        break;
+                    }
+                    r -= sum;
+                }
+            }
+            trees.iter().find_map(|(tree, members, _)| {
+                members
+                    .iter()
+                    .enumerate()
+                    .find(|&(slot, &i)| tree.values.get(slot).is_some_and(|&w| w > 0) && ok(i))
+                    .map(|(_, &i)| i)
+            })
+        }
     }
 }
 
@@ -446,13 +779,14 @@ impl Engine {
         // The standard library seeds RandomState from the platform's
         // randomness (wasi:random in a plugin): a seed without a dependency.
         let seed = seed.unwrap_or_else(|| hasher.hash_one(0xfeed_u64));
-        let index = Self::empty_index(settings.strategy);
         Engine {
             settings,
             entries: Vec::new(),
-            by_url: hashbrown::HashTable::new(),
+            by_id: hashbrown::HashTable::new(),
             hasher,
-            index,
+            classes: Vec::new(),
+            class_of: HashMap::new(),
+            cursor: 0,
             cooling: BinaryHeap::new(),
             bans: HashMap::new(),
             sticky: HashMap::new(),
@@ -465,24 +799,21 @@ impl Engine {
     }
 
     /// Builds an engine from init options (see [`Init::parse`]).
-    pub fn from_options(options: &[(String, String)]) -> Result<Engine, String> {
+    pub fn from_options(options: &[(String, String)]) -> Result<Engine, PluginError> {
         let init = Init::parse(options)?;
         let mut engine = Engine::new(init.settings, init.seed);
-        for (url, w) in init.proxies {
-            engine.add(&url, w, false);
+        for (entry, w) in &init.proxies {
+            engine.add(entry, *w, false);
         }
         Ok(engine)
     }
 
-    fn empty_index(strategy: Strategy) -> Index {
-        match strategy {
-            Strategy::RoundRobin => Index::RoundRobin {
-                set: BTreeSet::new(),
-                cursor: 0,
-            },
+    fn empty_index(&self) -> Index {
+        match self.settings.strategy {
+            Strategy::RoundRobin => Index::RoundRobin(BTreeSet::new()),
             Strategy::Random => Index::Random {
                 dense: Vec::new(),
-                pos: HashMap::new(),
+                pos: Vec::new(),
             },
             Strategy::LeastUsed => Index::LeastUsed(BTreeSet::new()),
             Strategy::Healthiest => Index::Healthiest(BTreeSet::new()),
@@ -503,82 +834,240 @@ impl Engine {
         self.live == 0
     }
 
-    fn hash(&self, url: &str) -> u64 {
-        self.hasher.hash_one(url)
+    /// The proxy with this id.
+    pub fn find(&self, id: &str) -> Option<u32> {
+        self.find_id(Id::parse(id)?)
     }
 
-    fn find(&self, url: &str) -> Option<u32> {
-        let h = self.hash(url);
-        self.by_url
-            .find(h, |&i| &*self.entries[i as usize].url == url)
+    fn find_id(&self, id: Id) -> Option<u32> {
+        let h = self.hasher.hash_one(id);
+        self.by_id
+            .find(h, |&i| self.entries[i as usize].id == id)
             .copied()
     }
 
-    /// Adds a proxy; returns false if it was already known (its health is
-    /// kept). Identity is the whole URL, credentials included.
-    pub fn add(&mut self, url: &str, weight: u32, added: bool) -> bool {
-        if let Some(i) = self.find(url) {
-            let e = &mut self.entries[i as usize];
-            if e.removed {
-                e.removed = false;
-                e.added = added;
-                e.weight = weight;
-                self.live += 1;
-                if e.usable() {
-                    self.index_insert(i);
-                } else if let Health::Cooling(t) = e.health {
-                    self.cooling.push(Reverse((t, i)));
-                }
-                self.mark_dirty(i);
-                return true;
+    /// The proxies of one identity, in id order (`base`, `base-2`, ...).
+    fn chain(&self, base: Id) -> Vec<u32> {
+        (1..=u16::MAX)
+            .map_while(|n| self.find_id(base.nth(n)))
+            .collect()
+    }
+
+    /// The proxy at exactly `url` (credentials included), among the ids
+    /// of its identity.
+    pub fn find_url(&self, url: &str) -> Option<u32> {
+        let parsed = parse_entry(url).ok()?;
+        let base = Id::parse(&parsed.url.identity_id())?;
+        let url = parsed.url.expose();
+        self.chain(base)
+            .into_iter()
+            .find(|&i| &*self.entries[i as usize].url == url)
+    }
+
+    /// The proxy named by an id or, failing that, a URL (what reports and
+    /// `remove-proxies` may name).
+    pub fn find_proxy(&self, id_or_url: &str) -> Option<u32> {
+        self.find(id_or_url).or_else(|| {
+            if id_or_url.contains(':') {
+                self.find_url(id_or_url)
+            } else {
+                None
             }
-            if e.weight != weight {
-                let was = e.usable();
-                if was {
-                    self.index_remove(i);
-                }
-                self.entries[i as usize].weight = weight;
-                if was {
-                    self.index_insert(i);
-                }
-            }
-            return false;
+        })
+    }
+
+    /// The entry at `i` (from [`Engine::find`]).
+    pub fn entry(&self, i: u32) -> &Entry {
+        &self.entries[i as usize]
+    }
+
+    /// The metadata of the proxy at `i`.
+    pub fn meta(&self, i: u32) -> &ProxyMeta {
+        &self.classes[self.entries[i as usize].class as usize].meta
+    }
+
+    /// The class of `meta`, made if new.
+    fn class_for(&mut self, meta: &ProxyMeta) -> u32 {
+        if let Some(&c) = self.class_of.get(meta) {
+            return c;
         }
-        self.restore(Entry::new(url, weight, added));
+        let c = self.classes.len() as u32;
+        let index = self.empty_index();
+        self.classes.push(Class {
+            meta: meta.clone(),
+            members: Vec::new(),
+            index,
+            usable: 0,
+            live: 0,
+        });
+        self.class_of.insert(meta.clone(), c);
+        c
+    }
+
+    /// Makes `i` a member of class `c` (it must be out of any index).
+    fn join(&mut self, i: u32, c: u32) {
+        let class = &mut self.classes[c as usize];
+        let slot = class.members.len() as u32;
+        class.members.push(i);
+        if let Index::Random { pos, .. } = &mut class.index {
+            pos.push(NONE);
+        }
+        let e = &mut self.entries[i as usize];
+        e.class = c;
+        e.slot = slot;
+    }
+
+    /// Adds a proxy; returns whether it is new (or back after a removal).
+    /// The same URL is the same proxy (its metadata and weight updated,
+    /// its health kept). A new URL gets the first id of its identity that
+    /// is free, or that of a removed proxy of that identity, whose health
+    /// it takes over (a password changed through remove + add).
+    pub fn add(&mut self, entry: &ProxyEntry, weight: u32, added: bool) -> bool {
+        let url = entry.url.expose();
+        let base = Id::parse(&entry.url.identity_id()).expect("identity ids are the engine's form");
+        let chain = self.chain(base);
+        if let Some(&i) = chain
+            .iter()
+            .find(|&&i| &*self.entries[i as usize].url == url)
+        {
+            let back = self.entries[i as usize].removed;
+            if back {
+                self.revive(i, added);
+            }
+            self.update(i, &entry.meta, weight);
+            return back;
+        }
+        if let Some(&i) = chain.iter().find(|&&i| self.entries[i as usize].removed) {
+            self.entries[i as usize].url = url.into();
+            self.revive(i, added);
+            self.update(i, &entry.meta, weight);
+            return true;
+        }
+        let Ok(n) = u16::try_from(chain.len() + 1) else {
+            return false; // 65535 passwords for one identity: enough
+        };
+        let mut rec = Record::new(&base.nth(n).to_string(), url);
+        rec.meta = entry.meta.clone();
+        rec.weight = weight;
+        rec.added = added;
+        self.restore(rec);
         true
     }
 
-    /// Puts back an entry (from saved state or a new one).
-    pub fn restore(&mut self, mut entry: Entry) -> u32 {
-        entry.removed = false;
-        if let Some(i) = self.find(&entry.url) {
-            // Replace the saved health of a known proxy.
-            let was = self.entries[i as usize].usable() && !self.entries[i as usize].removed;
-            if was {
-                self.index_remove(i);
-            }
-            if self.entries[i as usize].removed {
-                self.live += 1;
-            }
-            self.entries[i as usize] = entry;
-            self.after_restore(i);
-            return i;
+    /// Adds a proxy under a given id (the state's assignment); false if
+    /// that id is known already (then only its metadata and weight are
+    /// updated).
+    pub fn add_as(&mut self, id: &str, entry: &ProxyEntry, weight: u32) -> bool {
+        if let Some(i) = self.find(id) {
+            self.update(i, &entry.meta, weight);
+            return false;
         }
-        let i = self.entries.len() as u32;
-        let h = self.hash(&entry.url);
-        self.entries.push(entry);
-        let entries = &self.entries;
-        let hasher = &self.hasher;
-        self.by_url
-            .insert_unique(h, i, |&j| hasher.hash_one(&*entries[j as usize].url));
+        let mut rec = Record::new(id, entry.url.expose());
+        rec.meta = entry.meta.clone();
+        rec.weight = weight;
+        self.restore(rec).is_some()
+    }
+
+    /// Sets a known proxy's metadata and weight.
+    fn update(&mut self, i: u32, meta: &ProxyMeta, weight: u32) {
+        let e = &self.entries[i as usize];
+        let moved = self.classes[e.class as usize].meta != *meta;
+        if !moved && e.weight == weight {
+            return;
+        }
+        let was = e.indexed;
+        self.index_remove(i);
+        if moved {
+            let old = self.entries[i as usize].class as usize;
+            let c = self.class_for(meta);
+            if !self.entries[i as usize].removed {
+                self.classes[old].live -= 1;
+                self.classes[c as usize].live += 1;
+            }
+            self.join(i, c);
+        }
+        self.entries[i as usize].weight = weight;
+        if was {
+            self.index_insert(i);
+        }
+        self.mark_dirty(i);
+    }
+
+    fn revive(&mut self, i: u32, added: bool) {
+        let e = &mut self.entries[i as usize];
+        e.removed = false;
+        e.added = added;
+        let c = e.class as usize;
         self.live += 1;
+        self.classes[c].live += 1;
         self.after_restore(i);
-        i
+    }
+
+    /// Puts back a proxy from saved state (or a new one): a known id gets
+    /// the saved URL, metadata and health. `None` for an id not of the
+    /// engine's form (a hand-edited state).
+    pub fn restore(&mut self, rec: Record) -> Option<u32> {
+        let id = Id::parse(&rec.id)?;
+        let i = match self.find_id(id) {
+            Some(i) => {
+                self.index_remove(i);
+                let e = &self.entries[i as usize];
+                if !e.removed {
+                    self.live -= 1;
+                    self.classes[e.class as usize].live -= 1;
+                }
+                i
+            }
+            None => {
+                let i = self.entries.len() as u32;
+                self.entries.push(Entry {
+                    id,
+                    url: "".into(),
+                    class: NONE,
+                    slot: NONE,
+                    weight: 1,
+                    successes: 0,
+                    failures: [0; Kind::ALL.len()],
+                    consecutive: 0,
+                    backoff_level: 0,
+                    health: Health::Active,
+                    uses: 0,
+                    last_used: 0,
+                    added: false,
+                    removed: true,
+                    indexed: false,
+                });
+                let h = self.hasher.hash_one(id);
+                let (entries, hasher) = (&self.entries, &self.hasher);
+                self.by_id
+                    .insert_unique(h, i, |&j| hasher.hash_one(entries[j as usize].id));
+                i
+            }
+        };
+        let c = self.class_for(&rec.meta);
+        if self.entries[i as usize].class != c {
+            self.join(i, c);
+        }
+        let e = &mut self.entries[i as usize];
+        e.url = rec.url.into();
+        e.weight = rec.weight;
+        e.successes = rec.successes;
+        e.failures = rec.failures;
+        e.consecutive = rec.consecutive;
+        e.backoff_level = rec.backoff_level;
+        e.health = rec.health;
+        e.uses = rec.uses;
+        e.last_used = rec.last_used;
+        e.added = rec.added;
+        e.removed = false;
+        self.live += 1;
+        self.classes[c as usize].live += 1;
+        self.after_restore(i);
+        Some(i)
     }
 
     fn after_restore(&mut self, i: u32) {
-        let e = &self.entries[i as usize];
-        match e.health {
+        match self.entries[i as usize].health {
             Health::Active | Health::Probation => self.index_insert(i),
             Health::Cooling(t) => self.cooling.push(Reverse((t, i))),
             Health::Disabled => {}
@@ -586,83 +1075,100 @@ impl Engine {
         self.mark_dirty(i);
     }
 
-    /// Removes a proxy; returns false if it was not known.
-    pub fn remove(&mut self, url: &str) -> bool {
-        let Some(i) = self.find(url) else {
+    /// Removes a proxy by id or URL; returns false if it was not known.
+    pub fn remove(&mut self, id_or_url: &str) -> bool {
+        let Some(i) = self.find_proxy(id_or_url) else {
             return false;
         };
         if self.entries[i as usize].removed {
             return false;
         }
-        if self.entries[i as usize].usable() {
-            self.index_remove(i);
-        }
-        self.entries[i as usize].removed = true;
+        self.index_remove(i);
+        let e = &mut self.entries[i as usize];
+        e.removed = true;
+        let c = e.class as usize;
         self.live -= 1;
+        self.classes[c].live -= 1;
         self.mark_dirty(i);
         true
     }
 
     /// Removes every proxy not in `keep` that was not added through admin.
-    pub fn retain_configured(&mut self, keep: &[(String, u32)]) {
-        let keep: std::collections::HashSet<&str> = keep.iter().map(|(u, _)| u.as_str()).collect();
-        let drop: Vec<Box<str>> = self
+    pub fn retain_configured(&mut self, keep: &[(ProxyEntry, u32)]) {
+        let keep: HashSet<&str> = keep.iter().map(|(e, _)| e.url.expose()).collect();
+        let drop: Vec<String> = self
             .entries
             .iter()
             .filter(|e| !e.removed && !e.added && !keep.contains(&*e.url))
-            .map(|e| e.url.clone())
+            .map(|e| e.id.to_string())
             .collect();
-        for url in drop {
-            self.remove(&url);
+        for id in drop {
+            self.remove(&id);
         }
     }
 
     fn index_insert(&mut self, i: u32) {
+        let prior = self.settings.prior;
+        let e = &mut self.entries[i as usize];
+        if e.indexed || !e.usable() {
+            return;
+        }
+        e.indexed = true;
         let e = &self.entries[i as usize];
-        match &mut self.index {
-            Index::RoundRobin { set, .. } => {
+        let class = &mut self.classes[e.class as usize];
+        class.usable += 1;
+        match &mut class.index {
+            Index::RoundRobin(set) => {
                 set.insert(i);
             }
             Index::Random { dense, pos } => {
-                if let std::collections::hash_map::Entry::Vacant(v) = pos.entry(i) {
-                    v.insert(dense.len() as u32);
-                    dense.push(i);
-                }
+                pos[e.slot as usize] = dense.len() as u32;
+                dense.push(i);
             }
             Index::LeastUsed(set) => {
                 set.insert((e.uses, i));
             }
             Index::Healthiest(set) => {
-                set.insert((Reverse(e.score(self.settings.prior)), e.last_used, i));
+                set.insert((Reverse(e.score(prior)), e.last_used, i));
             }
-            Index::Weighted(tree) => tree.set(i as usize, e.weight),
+            Index::Weighted(tree) => tree.set(e.slot as usize, e.weight),
         }
     }
 
+    /// Takes `i` out of its class's index, with the keys it was put in
+    /// with (so call it before changing what a key is made of).
     fn index_remove(&mut self, i: u32) {
+        let prior = self.settings.prior;
+        let e = &mut self.entries[i as usize];
+        if !e.indexed {
+            return;
+        }
+        e.indexed = false;
         let e = &self.entries[i as usize];
-        match &mut self.index {
-            Index::RoundRobin { set, .. } => {
+        let (class_no, slot) = (e.class as usize, e.slot as usize);
+        let class = &mut self.classes[class_no];
+        class.usable -= 1;
+        match &mut class.index {
+            Index::RoundRobin(set) => {
                 set.remove(&i);
             }
             Index::Random { dense, pos } => {
-                if let Some(p) = pos.remove(&i) {
-                    let last = dense.pop().expect("dense not empty");
-                    if last != i {
-                        dense[p as usize] = last;
-                        pos.insert(last, p);
-                    }
+                let p = std::mem::replace(&mut pos[slot], NONE);
+                let last = dense.pop().expect("dense not empty");
+                if last != i {
+                    dense[p as usize] = last;
+                    pos[self.entries[last as usize].slot as usize] = p;
                 }
             }
             Index::LeastUsed(set) => {
                 set.remove(&(e.uses, i));
             }
             Index::Healthiest(set) => {
-                set.remove(&(Reverse(e.score(self.settings.prior)), e.last_used, i));
+                set.remove(&(Reverse(e.score(prior)), e.last_used, i));
             }
             Index::Weighted(tree) => {
-                if (i as usize) < tree.values.len() {
-                    tree.set(i as usize, 0)
+                if slot < tree.values.len() {
+                    tree.set(slot, 0)
                 }
             }
         }
@@ -694,26 +1200,47 @@ impl Engine {
                 .is_some_and(|&until| until > now)
     }
 
-    /// Chooses a proxy for `site` (may be empty). `sticky` keeps the same
-    /// proxy for a key while it stays usable.
-    pub fn next_for(
-        &mut self,
-        now: u64,
-        site: &str,
-        sticky: Option<&str>,
-    ) -> Result<Pick, NoProxy> {
+    /// Chooses a proxy for `request`: admitted by its `want`, not banned
+    /// for its site (`site.domain`), its `avoid` ids only if nothing else
+    /// is left, the cheapest tier first, its `sticky_key`'s proxy while
+    /// that one qualifies.
+    pub fn next_for(&mut self, now: u64, request: &Request) -> Result<Proxy, NoProxy> {
         self.wake(now);
-        if let Some(&i) = sticky.and_then(|key| self.sticky.get(key))
-            && self.entries[i as usize].usable()
-            && !self.banned(i, site, now)
-        {
-            return Ok(self.hand_out(i, now));
+        let site = request.site.domain.as_str();
+        let avoid: Vec<u32> = request
+            .avoid
+            .iter()
+            .filter_map(|id| self.find(id))
+            .collect();
+        let sticky = request.sticky_key.as_deref().filter(|k| !k.is_empty());
+        if let Some(&i) = sticky.and_then(|key| self.sticky.get(key)) {
+            let e = &self.entries[i as usize];
+            if e.indexed
+                && request.want.admits(self.meta(i))
+                && !self.banned(i, site, now)
+                && !avoid.contains(&i)
+            {
+                return Ok(self.hand_out(i, now));
+            }
         }
-        let Some(i) = self.pick(site, now) else {
-            return Err(self.no_proxy(site, now));
+        let mut admitted: Vec<(u8, u32)> = self
+            .classes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.usable > 0 && request.want.admits(&c.meta))
+            .map(|(n, c)| (c.meta.tier, n as u32))
+            .collect();
+        admitted.sort_unstable();
+        let mut found = self.pick(&admitted, site, &avoid, false, now);
+        if found.is_none() && !avoid.is_empty() {
+            found = self.pick(&admitted, site, &avoid, true, now);
+        }
+        let Some(i) = found else {
+            return Err(self.no_proxy(request, now));
         };
         if let Some(key) = sticky {
             if self.sticky.len() >= self.settings.sticky_max
+                && !self.sticky.contains_key(key)
                 && let Some(k) = self.sticky.keys().next().cloned()
             {
                 self.sticky.remove(&k);
@@ -723,72 +1250,48 @@ impl Engine {
         Ok(self.hand_out(i, now))
     }
 
-    /// Chooses a proxy with no site and no stickiness.
-    pub fn next(&mut self, now: u64) -> Result<Pick, NoProxy> {
-        self.next_for(now, "", None)
+    /// Chooses a proxy for a request that asks nothing.
+    pub fn next(&mut self, now: u64) -> Result<Proxy, NoProxy> {
+        self.next_for(now, &Request::default())
     }
 
-    fn pick(&mut self, site: &str, now: u64) -> Option<u32> {
-        // Candidates in the strategy's order, skipping proxies banned for
-        // this site; bans are few, so this stays near O(log n).
-        let site_bans = self.bans.get(site);
-        let banned = |i: u32| site_bans.and_then(|m| m.get(&i)).is_some_and(|&t| t > now);
-        let tries = site_bans.map_or(0, HashMap::len) + 1;
-        let rng = &mut self.rng;
-        match &mut self.index {
-            Index::RoundRobin { set, cursor } => {
-                let start = *cursor;
-                let found = set
-                    .range(start..)
-                    .chain(set.range(..start))
-                    .take(tries)
-                    .copied()
-                    .find(|&i| !banned(i));
-                if let Some(i) = found {
-                    *cursor = i + 1;
-                }
-                found
-            }
-            Index::Random { dense, .. } => {
-                if dense.is_empty() {
-                    return None;
-                }
-                for _ in 0..8 {
-                    let i = dense[rng.usize(..dense.len())];
-                    if !banned(i) {
-                        return Some(i);
-                    }
-                }
-                dense.iter().copied().find(|&i| !banned(i))
-            }
-            Index::LeastUsed(set) => set
-                .iter()
-                .take(tries)
-                .map(|&(_, i)| i)
-                .find(|&i| !banned(i)),
-            Index::Healthiest(set) => set
-                .iter()
-                .take(tries)
-                .map(|&(_, _, i)| i)
-                .find(|&i| !banned(i)),
-            Index::Weighted(tree) => {
-                let total = tree.total();
-                if total == 0 {
-                    return None;
-                }
-                for _ in 0..8 {
-                    let i = tree.find(rng.u64(..total)) as u32;
-                    if !banned(i) {
-                        return Some(i);
-                    }
-                }
-                (0..tree.values.len() as u32).find(|&i| tree.values[i as usize] > 0 && !banned(i))
+    /// The strategy's pick from `admitted` (tier, class), tier by tier,
+    /// skipping proxies banned for `site` and, unless `with_avoided`, those
+    /// in `avoid`.
+    fn pick(
+        &mut self,
+        admitted: &[(u8, u32)],
+        site: &str,
+        avoid: &[u32],
+        with_avoided: bool,
+        now: u64,
+    ) -> Option<u32> {
+        let Engine {
+            classes,
+            rng,
+            cursor,
+            bans,
+            ..
+        } = self;
+        let site_bans = bans.get(site);
+        let ok = |i: u32| {
+            site_bans.and_then(|m| m.get(&i)).is_none_or(|&t| t <= now)
+                && (with_avoided || !avoid.contains(&i))
+        };
+        for tier in admitted.chunk_by(|a, b| a.0 == b.0) {
+            let group: Vec<u32> = tier.iter().map(|&(_, c)| c).collect();
+            if let Some(i) = pick_in(classes, &group, rng, cursor, &ok) {
+                return Some(i);
             }
         }
+        None
     }
 
-    fn hand_out(&mut self, i: u32, now: u64) -> Pick {
-        let keyed = matches!(self.index, Index::LeastUsed(_) | Index::Healthiest(_));
+    fn hand_out(&mut self, i: u32, now: u64) -> Proxy {
+        let keyed = matches!(
+            self.settings.strategy,
+            Strategy::LeastUsed | Strategy::Healthiest
+        );
         if keyed {
             self.index_remove(i);
         }
@@ -799,28 +1302,67 @@ impl Engine {
             self.index_insert(i);
         }
         self.mark_dirty(i);
-        Pick {
-            url: self.entries[i as usize].url.to_string(),
+        self.proxy(i)
+    }
+
+    /// The proxy at `i` as the contract hands it out.
+    fn proxy(&self, i: u32) -> Proxy {
+        let e = &self.entries[i as usize];
+        Proxy {
+            id: e.id.to_string(),
+            url: e.url.to_string(),
             timeout_ms: self.settings.timeout_ms,
+            meta: self.meta(i).clone(),
         }
     }
 
-    fn no_proxy(&self, site: &str, now: u64) -> NoProxy {
+    fn no_proxy(&self, request: &Request, now: u64) -> NoProxy {
         if self.live == 0 {
             return NoProxy {
                 message: "no proxies configured".to_string(),
                 retry_at_ms: None,
             };
         }
-        let next_cool = self
-            .cooling
+        let want = &request.want;
+        let admitted: Vec<u32> = (0..self.classes.len() as u32)
+            .filter(|&c| {
+                let c = &self.classes[c as usize];
+                c.live > 0 && want.admits(&c.meta)
+            })
+            .collect();
+        if admitted.is_empty() {
+            let metas = self.classes.iter().filter(|c| c.live > 0).map(|c| &c.meta);
+            return NoProxy {
+                message: want.unmet_message(self.live, metas),
+                retry_at_ms: None,
+            };
+        }
+        let site = request.site.domain.as_str();
+        // Members that moved to another class since are counted there.
+        let members: BTreeSet<u32> = admitted
             .iter()
-            .map(|Reverse((t, _))| *t)
-            .filter(|&t| t > now)
+            .flat_map(|&c| {
+                self.classes[c as usize]
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(move |&i| {
+                        let e = &self.entries[i as usize];
+                        !e.removed && e.class == c
+                    })
+            })
+            .collect();
+        let live = members.len();
+        let next_cool = members
+            .iter()
+            .filter_map(|&i| match self.entries[i as usize].health {
+                Health::Cooling(t) if t > now => Some(t),
+                _ => None,
+            })
             .min();
         let next_ban = self.bans.get(site).and_then(|m| {
             m.iter()
-                .filter(|(i, _)| self.entries[**i as usize].usable())
+                .filter(|(i, _)| members.contains(i) && self.entries[**i as usize].usable())
                 .map(|(_, &t)| t)
                 .filter(|&t| t > now)
                 .min()
@@ -829,15 +1371,24 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let usable = self.entries.iter().filter(|e| e.usable()).count();
+        let usable = members
+            .iter()
+            .filter(|&&i| self.entries[i as usize].usable())
+            .count();
+        let wish = want.describe();
+        let which = if wish.is_empty() {
+            String::new()
+        } else {
+            format!(" {wish}")
+        };
         let message = if usable > 0 {
-            format!("all {usable} usable proxies are banned for {site}")
+            format!("all {usable} usable proxies{which} are banned for {site}")
         } else if retry_at_ms.is_some() {
-            format!("all {} proxies are cooling down after failures", self.live)
+            format!("all {live} proxies{which} are cooling down after failures")
         } else {
             format!(
-                "all {} proxies are disabled after {} consecutive failures",
-                self.live, self.settings.failure_threshold
+                "all {live} proxies{which} are disabled after {} consecutive failures",
+                self.settings.failure_threshold
             )
         };
         NoProxy {
@@ -846,13 +1397,14 @@ impl Engine {
         }
     }
 
-    pub fn success(&mut self, url: &str, _now: u64) {
-        let Some(i) = self.find(url) else {
+    /// Records a success through the proxy `id` (or URL).
+    pub fn success(&mut self, id: &str, _now: u64) {
+        let Some(i) = self.find_proxy(id) else {
             return;
         };
-        let keyed = matches!(self.index, Index::Healthiest(_));
-        let usable = self.entries[i as usize].usable();
-        if keyed && usable {
+        let keyed = self.settings.strategy == Strategy::Healthiest;
+        let was = self.entries[i as usize].indexed;
+        if keyed {
             self.index_remove(i);
         }
         let e = &mut self.entries[i as usize];
@@ -864,20 +1416,34 @@ impl Engine {
         if e.health == Health::Active {
             e.backoff_level = 0;
         }
-        if keyed && usable {
+        if keyed && was {
             self.index_insert(i);
         }
         self.mark_dirty(i);
     }
 
-    /// Records a failure of `kind` through `url` while fetching from `site`.
-    pub fn failure(&mut self, url: &str, kind: Kind, site: &str, now: u64) {
-        let Some(i) = self.find(url) else {
+    /// Records a failure of `kind` through the proxy `id` (or URL) while
+    /// fetching from `site` (a registrable domain).
+    pub fn failure(&mut self, id: &str, kind: Kind, site: &str, now: u64) {
+        self.failure_after(id, kind, site, None, now);
+    }
+
+    /// [`Engine::failure`], with the site's `Retry-After` (ms), which
+    /// lengthens a `blocked` ban beyond `site_ban_ms`.
+    pub fn failure_after(
+        &mut self,
+        id: &str,
+        kind: Kind,
+        site: &str,
+        retry_after_ms: Option<u64>,
+        now: u64,
+    ) {
+        let Some(i) = self.find_proxy(id) else {
             return;
         };
-        let keyed = matches!(self.index, Index::Healthiest(_));
-        let usable = self.entries[i as usize].usable();
-        if keyed && usable {
+        let keyed = self.settings.strategy == Strategy::Healthiest;
+        let usable = self.entries[i as usize].indexed;
+        if keyed {
             self.index_remove(i);
         }
         let threshold = self.settings.failure_threshold;
@@ -889,22 +1455,23 @@ impl Engine {
             cool =
                 usable && (e.health == Health::Probation || u32::from(e.consecutive) >= threshold);
         }
-        if keyed && usable && !cool {
+        if cool {
+            self.index_remove(i);
+            self.cool_down(i, now);
+        } else if keyed && usable {
             self.index_insert(i);
         }
-        if cool {
-            if !keyed {
-                self.index_remove(i);
-            }
-            self.cool_down(i, now);
-        }
         if kind == Kind::Blocked && !site.is_empty() && self.settings.site_ban_ms > 0 {
-            let until = now + self.settings.site_ban_ms;
+            let ban = retry_after_ms
+                .unwrap_or(0)
+                .min(MAX_WINDOW_MS)
+                .max(self.settings.site_ban_ms);
+            let until = now + ban;
             self.bans.entry(site.into()).or_default().insert(i, until);
             if self.track {
                 self.new_bans.push((
                     site.to_string(),
-                    self.entries[i as usize].url.to_string(),
+                    self.entries[i as usize].id.to_string(),
                     until,
                 ));
             }
@@ -953,29 +1520,67 @@ impl Engine {
         }
     }
 
-    /// Entries changed since the last call (for persistence).
-    pub fn take_dirty(&mut self) -> Vec<&Entry> {
+    /// Marks the proxy `id` changed (for the next save).
+    pub fn touch(&mut self, id: &str) {
+        if let Some(i) = self.find(id) {
+            self.mark_dirty(i);
+        }
+    }
+
+    /// What changed since the last call (for persistence).
+    pub fn take_dirty(&mut self) -> Vec<Change> {
         let mut d = std::mem::take(&mut self.dirty);
         d.sort_unstable();
         d.dedup();
-        d.into_iter().map(|i| &self.entries[i as usize]).collect()
-    }
-
-    /// Every known entry, for a snapshot.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(|e| !e.removed)
-    }
-
-    /// URLs of removed proxies that were not added through admin.
-    pub fn removed_urls(&self) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|e| e.removed && !e.added)
-            .map(|e| e.url.to_string())
+        d.into_iter()
+            .map(|i| {
+                let e = &self.entries[i as usize];
+                if e.removed {
+                    Change::Removed(e.id.to_string())
+                } else {
+                    Change::Entry(self.record(i))
+                }
+            })
             .collect()
     }
 
-    /// Bans made since the last call (for the journal).
+    /// The proxy at `i` as the state files keep it.
+    pub fn record(&self, i: u32) -> Record {
+        let e = &self.entries[i as usize];
+        Record {
+            id: e.id.to_string(),
+            url: e.url.to_string(),
+            meta: self.meta(i).clone(),
+            weight: e.weight,
+            successes: e.successes,
+            failures: e.failures,
+            consecutive: e.consecutive,
+            backoff_level: e.backoff_level,
+            health: e.health,
+            uses: e.uses,
+            last_used: e.last_used,
+            added: e.added,
+        }
+    }
+
+    /// Every known proxy, for a snapshot.
+    pub fn records(&self) -> Vec<Record> {
+        (0..self.entries.len() as u32)
+            .filter(|&i| !self.entries[i as usize].removed)
+            .map(|i| self.record(i))
+            .collect()
+    }
+
+    /// Ids of removed proxies that were not added through admin.
+    pub fn removed_ids(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.removed && !e.added)
+            .map(|e| e.id.to_string())
+            .collect()
+    }
+
+    /// Bans made since the last call (for the journal): (site, id, until).
     pub fn take_new_bans(&mut self) -> Vec<(String, String, u64)> {
         std::mem::take(&mut self.new_bans)
     }
@@ -989,11 +1594,10 @@ impl Engine {
                 }
             }
         }
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !e.removed)
-            .map(|(i, e)| {
+        (0..self.entries.len() as u32)
+            .filter(|&i| !self.entries[i as usize].removed)
+            .map(|i| {
+                let e = &self.entries[i as usize];
                 let state = match e.health {
                     Health::Active | Health::Probation => ProxyState::Active,
                     Health::Cooling(t) if t <= now => ProxyState::Active,
@@ -1018,15 +1622,14 @@ impl Engine {
                 if e.backoff_level > 0 {
                     extra.push(("backoff_level".into(), e.backoff_level.to_string()));
                 }
-                if let Some(bans) = bans_by_proxy.get_mut(&(i as u32)) {
+                if let Some(bans) = bans_by_proxy.get_mut(&i) {
                     bans.sort();
                     for (site, until) in bans {
                         extra.push((format!("banned.{site}"), until.to_string()));
                     }
                 }
                 Stat {
-                    url: e.url.to_string(),
-                    meta: Default::default(),
+                    proxy: self.proxy(i),
                     successes: u64::from(e.successes),
                     failures: e.failures.iter().map(|&f| u64::from(f)).sum(),
                     consecutive_failures: u32::from(e.consecutive),
@@ -1048,19 +1651,19 @@ impl Engine {
             .filter(|(_, e)| !e.removed && e.last_used > 0)
             .max_by_key(|(_, e)| e.last_used)
             .map(|(i, _)| i as u32);
-        if let (Some(i), Index::RoundRobin { cursor, .. }) = (last, &mut self.index) {
-            *cursor = i + 1;
+        if let Some(i) = last {
+            self.cursor = i + 1;
         }
     }
 
-    /// Site bans, for persistence: (site, url, until).
+    /// Site bans, for persistence: (site, id, until).
     pub fn bans(&self) -> Vec<(String, String, u64)> {
         let mut out = Vec::new();
         for (site, m) in &self.bans {
             for (&i, &until) in m {
                 out.push((
                     site.to_string(),
-                    self.entries[i as usize].url.to_string(),
+                    self.entries[i as usize].id.to_string(),
                     until,
                 ));
             }
@@ -1069,11 +1672,11 @@ impl Engine {
     }
 
     /// Restores a ban from saved state (expired ones are dropped).
-    pub fn restore_ban(&mut self, site: &str, url: &str, until: u64, now: u64) {
+    pub fn restore_ban(&mut self, site: &str, id: &str, until: u64, now: u64) {
         if until <= now {
             return;
         }
-        if let Some(i) = self.find(url) {
+        if let Some(i) = self.find(id) {
             self.bans.entry(site.into()).or_default().insert(i, until);
         }
     }

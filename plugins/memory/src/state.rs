@@ -8,50 +8,69 @@
 //! emptied. A missing state starts fresh; a corrupt one starts fresh with a
 //! warning; a torn last journal line (a crash mid-write) is skipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use ytdlp_plugin_sdk::{ProxyEntry, parse_entry};
 
-use crate::engine::{Engine, Entry};
+use crate::engine::{Change, Engine, Record, nth_id};
 
 const SNAPSHOT: &str = "memory-state.json";
 const JOURNAL: &str = "memory-journal.jsonl";
-const FORMAT: u32 = 1;
+/// 2: proxies keyed by id (contract 0.2). 1: keyed by URL (0.1), still read.
+const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     format: u32,
-    entries: Vec<Entry>,
+    entries: Vec<Record>,
     /// Configured proxies removed through admin (so a restart with the same
-    /// configuration does not bring them back).
+    /// configuration does not bring them back): ids (URLs in format 1).
     #[serde(default)]
     removed: Vec<String>,
-    /// (site, proxy URL, banned until ms)
+    /// (site, proxy id (URL in format 1), banned until ms)
     bans: Vec<(String, String, u64)>,
 }
 
+/// A journal line. A proxy is named by its id, or by its URL in lines a
+/// 0.1 build wrote (ids never hold `://`).
 #[derive(Serialize, Deserialize)]
 enum Line {
-    Entry(Entry),
+    Entry(Record),
     Removed(String),
     Ban(String, String, u64),
 }
 
-/// What was saved: entries by URL, and bans.
+/// What was saved: proxies (each with its id), and bans.
 #[derive(Default)]
 pub struct Saved {
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Record>,
+    /// Ids of configured proxies removed through admin.
     pub removed: Vec<String>,
+    /// (site, id, until)
     pub bans: Vec<(String, String, u64)>,
+    /// The state was a 0.1 one, keyed by URL: write it anew at once, so
+    /// the journal never mixes the two.
+    pub migrated: bool,
 }
 
 pub struct Store {
     dir: PathBuf,
     journal: Option<File>,
     journal_lines: usize,
+}
+
+/// What a record is known by while loading: its id, or its URL if it has
+/// none yet (a 0.1 record).
+fn key(r: &Record) -> String {
+    if r.id.is_empty() {
+        r.url.clone()
+    } else {
+        r.id.clone()
+    }
 }
 
 impl Store {
@@ -69,23 +88,27 @@ impl Store {
     }
 
     /// Reads the snapshot and replays the journal. Problems are returned
-    /// as warnings; what could be read is kept.
+    /// as warnings; what could be read is kept. A 0.1 state (keyed by
+    /// URL) is given ids as the engine would: the URL's identity, then
+    /// `-2`, `-3`, ... for further URLs of one identity, in saved order.
     pub fn load(&mut self) -> (Saved, Vec<String>) {
         let mut warnings = Vec::new();
-        let mut by_url: HashMap<String, Entry> = HashMap::new();
+        let mut by_key: HashMap<String, Record> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut bans = Vec::new();
-        let mut removed_at_snapshot = Vec::new();
+        let mut removed = Vec::new();
+        let mut migrated = false;
         let snap_path = self.dir.join(SNAPSHOT);
         match std::fs::read(&snap_path) {
             Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
-                Ok(s) if s.format == FORMAT => {
-                    for e in s.entries {
-                        order.push(e.url.to_string());
-                        by_url.insert(e.url.to_string(), e);
+                Ok(s) if s.format == FORMAT || s.format == 1 => {
+                    migrated |= s.format == 1;
+                    for r in s.entries {
+                        order.push(key(&r));
+                        by_key.insert(key(&r), r);
                     }
                     bans = s.bans;
-                    removed_at_snapshot = s.removed;
+                    removed = s.removed;
                 }
                 Ok(s) => warnings.push(format!(
                     "{}: unknown format {}; starting fresh",
@@ -100,7 +123,6 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => warnings.push(format!("cannot read {}: {e}", snap_path.display())),
         }
-        let mut removed = removed_at_snapshot;
         let journal_path = self.dir.join(JOURNAL);
         if let Ok(f) = File::open(&journal_path) {
             let mut bad = 0;
@@ -111,19 +133,20 @@ impl Store {
                     continue;
                 };
                 match serde_json::from_str::<Line>(&line) {
-                    Ok(Line::Entry(e)) => {
-                        let url = e.url.to_string();
-                        if !by_url.contains_key(&url) {
-                            order.push(url.clone());
+                    Ok(Line::Entry(r)) => {
+                        migrated |= r.id.is_empty();
+                        let k = key(&r);
+                        if !by_key.contains_key(&k) {
+                            order.push(k.clone());
                         }
-                        removed.retain(|r| r != &url);
-                        by_url.insert(url, e);
+                        removed.retain(|x| x != &k);
+                        by_key.insert(k, r);
                     }
-                    Ok(Line::Removed(url)) => {
-                        by_url.remove(&url);
-                        removed.push(url);
+                    Ok(Line::Removed(k)) => {
+                        by_key.remove(&k);
+                        removed.push(k);
                     }
-                    Ok(Line::Ban(site, url, until)) => bans.push((site, url, until)),
+                    Ok(Line::Ban(site, k, until)) => bans.push((site, k, until)),
                     Err(_) => bad += 1,
                 }
             }
@@ -134,15 +157,50 @@ impl Store {
                 ));
             }
         }
-        let entries = order
+        // Ids for 0.1 records, and 0.1 references (URLs) mapped to them.
+        let mut taken: HashSet<String> = by_key.values().map(|r| r.id.clone()).collect();
+        let mut url_ids: HashMap<String, String> = HashMap::new();
+        let mut entries = Vec::new();
+        for k in order {
+            let Some(mut r) = by_key.remove(&k) else {
+                continue;
+            };
+            if r.id.is_empty() {
+                let Ok(entry) = parse_entry(&r.url) else {
+                    warnings.push("skipped a saved proxy whose URL does not parse".to_string());
+                    continue;
+                };
+                let base = entry.url.identity_id();
+                let id = (1..)
+                    .map(|n| nth_id(&base, n))
+                    .find(|id| !taken.contains(id))
+                    .expect("an unused id");
+                taken.insert(id.clone());
+                url_ids.insert(r.url.clone(), id.clone());
+                r.id = id;
+            }
+            entries.push(r);
+        }
+        let to_id = |k: String| -> Option<String> {
+            if !k.contains("://") {
+                return Some(k);
+            }
+            url_ids
+                .get(&k)
+                .cloned()
+                .or_else(|| parse_entry(&k).ok().map(|e| e.url.identity_id()))
+        };
+        let removed = removed.into_iter().filter_map(to_id).collect();
+        let bans = bans
             .into_iter()
-            .filter_map(|u| by_url.remove(&u))
+            .filter_map(|(site, k, until)| to_id(k).map(|id| (site, id, until)))
             .collect();
         (
             Saved {
                 entries,
                 removed,
                 bans,
+                migrated,
             },
             warnings,
         )
@@ -153,8 +211,8 @@ impl Store {
         engine.prune_bans(now);
         let snap = Snapshot {
             format: FORMAT,
-            entries: engine.entries().cloned().collect(),
-            removed: engine.removed_urls(),
+            entries: engine.records(),
+            removed: engine.removed_ids(),
             bans: engine.bans(),
         };
         let _ = engine.take_dirty();
@@ -176,27 +234,21 @@ impl Store {
         }
         let mut buf = Vec::new();
         let mut n = 0;
-        let removed: Vec<String>;
-        {
-            let dirty = engine.take_dirty();
-            removed = dirty
-                .iter()
-                .filter(|e| e.is_removed())
-                .map(|e| e.url.to_string())
-                .collect();
-            for e in dirty.into_iter().filter(|e| !e.is_removed()) {
-                serde_json::to_writer(&mut buf, &Line::Entry(e.clone()))?;
-                buf.push(b'\n');
-                n += 1;
-            }
+        let mut lines: Vec<Line> = engine
+            .take_dirty()
+            .into_iter()
+            .map(|c| match c {
+                Change::Entry(r) => Line::Entry(r),
+                Change::Removed(id) => Line::Removed(id),
+            })
+            .collect();
+        // Removals after entries, as before: a removal wins on replay.
+        lines.sort_by_key(|l| matches!(l, Line::Removed(_)));
+        for (site, id, until) in engine.take_new_bans() {
+            lines.push(Line::Ban(site, id, until));
         }
-        for url in removed {
-            serde_json::to_writer(&mut buf, &Line::Removed(url))?;
-            buf.push(b'\n');
-            n += 1;
-        }
-        for (site, url, until) in engine.take_new_bans() {
-            serde_json::to_writer(&mut buf, &Line::Ban(site, url, until))?;
+        for line in &lines {
+            serde_json::to_writer(&mut buf, line)?;
             buf.push(b'\n');
             n += 1;
         }
@@ -240,28 +292,98 @@ fn ends_with_newline(path: &std::path::Path) -> std::io::Result<bool> {
     Ok(last[0] == b'\n')
 }
 
+/// The ids of the configured proxies, in order, given what was saved: a
+/// saved proxy at exactly the same URL keeps its id (so reordering the
+/// list moves no health); any other gets the first id of its identity
+/// that no configured proxy nor saved admin-added one holds, taking over
+/// the health of a saved configured proxy of that identity (a new
+/// password keeps the proxy's health). Repeated URLs share one id.
+pub fn assign_ids(configured: &[(ProxyEntry, u32)], saved: &[Record]) -> Vec<String> {
+    let saved_by_url: HashMap<&str, &str> = saved
+        .iter()
+        .map(|r| (r.url.as_str(), r.id.as_str()))
+        .collect();
+    let mut ids: Vec<Option<String>> = vec![None; configured.len()];
+    let mut by_url: HashMap<&str, String> = HashMap::new();
+    let mut claimed: HashSet<String> = HashSet::new();
+    for (k, (e, _)) in configured.iter().enumerate() {
+        let url = e.url.expose();
+        if let Some(id) = by_url.get(url) {
+            ids[k] = Some(id.clone());
+        } else if let Some(&id) = saved_by_url.get(url)
+            && !claimed.contains(id)
+        {
+            claimed.insert(id.to_string());
+            by_url.insert(url, id.to_string());
+            ids[k] = Some(id.to_string());
+        }
+    }
+    let reserved: HashSet<&str> = saved
+        .iter()
+        .filter(|r| r.added && !claimed.contains(&r.id))
+        .map(|r| r.id.as_str())
+        .collect();
+    for (k, (e, _)) in configured.iter().enumerate() {
+        if ids[k].is_some() {
+            continue;
+        }
+        let url = e.url.expose();
+        if let Some(id) = by_url.get(url) {
+            ids[k] = Some(id.clone());
+            continue;
+        }
+        let base = e.url.identity_id();
+        let id = (1..)
+            .map(|n| nth_id(&base, n))
+            .find(|id| !claimed.contains(id) && !reserved.contains(id.as_str()))
+            .expect("an unused id");
+        claimed.insert(id.clone());
+        by_url.insert(url, id.clone());
+        ids[k] = Some(id);
+    }
+    ids.into_iter().map(|id| id.unwrap_or_default()).collect()
+}
+
 /// Rebuilds an engine's health from saved state: proxies still configured
-/// (or added through admin) get their saved health back; the configured
-/// list decides the rest.
-pub fn apply(engine: &mut Engine, saved: Saved, configured: &[(String, u32)], now: u64) {
-    let listed: HashMap<&str, u32> = configured.iter().map(|(u, w)| (u.as_str(), *w)).collect();
-    for mut e in saved.entries {
-        if let Some(&w) = listed.get(&*e.url) {
-            e.weight = w;
-            engine.restore(e);
-        } else if e.added {
-            engine.restore(e);
+/// (by URL, or by identity after a password change) or added through
+/// admin get their saved health back; the configured list decides the
+/// rest, and its URLs and metadata win over the saved ones.
+pub fn apply(engine: &mut Engine, saved: Saved, configured: &[(ProxyEntry, u32)], now: u64) {
+    let ids = assign_ids(configured, &saved.entries);
+    let listed: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| (id.as_str(), k))
+        .collect();
+    let mut changed = Vec::new();
+    for mut r in saved.entries {
+        if let Some(&k) = listed.get(r.id.as_str()) {
+            let (entry, w) = &configured[k];
+            if r.url != entry.url.expose() || r.meta != entry.meta {
+                changed.push(r.id.clone());
+            }
+            r.url = entry.url.expose().to_string();
+            r.meta = entry.meta.clone();
+            r.weight = *w;
+            r.added = false;
+            engine.restore(r);
+        } else if r.added {
+            engine.restore(r);
         }
     }
-    // What was just read back needs no saving; new proxies below do.
+    // What was just read back needs no saving, unless the list changed it;
+    // new proxies below do.
     let _ = engine.take_dirty();
-    for (url, w) in configured {
-        if !saved.removed.contains(url) {
-            engine.add(url, *w, false);
+    for id in &changed {
+        engine.touch(id);
+    }
+    for ((entry, w), id) in configured.iter().zip(&ids) {
+        if !saved.removed.contains(id) {
+            engine.add_as(id, entry, *w);
         }
     }
-    for (site, url, until) in saved.bans {
-        engine.restore_ban(&site, &url, until, now);
+    for (site, id, until) in saved.bans {
+        engine.restore_ban(&site, &id, until, now);
     }
     engine.resume_rotation();
 }
@@ -270,6 +392,15 @@ pub fn apply(engine: &mut Engine, saved: Saved, configured: &[(String, u32)], no
 mod tests {
     use super::*;
     use crate::engine::{Kind, ProxyState};
+    use ytdlp_plugin_sdk::{Request, Site};
+
+    fn lines(urls: &[&str]) -> Vec<(ProxyEntry, u32)> {
+        urls.iter().map(|u| (parse_entry(u).unwrap(), 1)).collect()
+    }
+
+    fn id(url: &str) -> String {
+        parse_entry(url).unwrap().url.identity_id()
+    }
 
     fn engine(urls: &[&str]) -> Engine {
         let mut pairs: Vec<(String, String)> = urls
@@ -289,28 +420,45 @@ mod tests {
         e.track_changes(true);
         let mut store = Store::new(dir);
         let (saved, warnings) = store.load();
-        let configured: Vec<(String, u32)> = urls.iter().map(|u| (u.to_string(), 1)).collect();
-        apply(&mut e, saved, &configured, now);
+        apply(&mut e, saved, &lines(urls), now);
         (e, warnings)
+    }
+
+    fn site(domain: &str) -> Request {
+        Request {
+            site: Site {
+                host: domain.to_string(),
+                domain: domain.to_string(),
+            },
+            ..Request::default()
+        }
+    }
+
+    fn row(e: &Engine, url: &str, now: u64) -> crate::engine::Stat {
+        e.stats(now)
+            .into_iter()
+            .find(|s| s.proxy.url == url)
+            .unwrap_or_else(|| panic!("no row for {url}"))
     }
 
     #[test]
     fn failure_counts_are_stored_by_name_and_the_01_list_is_still_read() {
-        let mut e = Entry::new_for_test("http://a:1");
-        e.failures[Kind::GeoRestricted as usize] = 2;
-        e.failures[Kind::Content as usize] = 5;
-        let json = serde_json::to_string(&e).unwrap();
+        let mut r = Record::new("p1", "http://a:1");
+        r.failures[Kind::GeoRestricted as usize] = 2;
+        r.failures[Kind::Content as usize] = 5;
+        let json = serde_json::to_string(&r).unwrap();
         assert!(
             json.contains(r#""failures":{"content":5,"geo-restricted":2}"#),
             "{json}"
         );
-        let back: Entry = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.failures, e.failures);
+        let back: Record = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
         // 0.1's seven counts: connect, timeout, auth, blocked, content, host, unknown.
-        let old: Entry = serde_json::from_str(
+        let old: Record = serde_json::from_str(
             r#"{"url":"http://a:1","health":"Active","failures":[1,0,0,3,4,0,6]}"#,
         )
         .unwrap();
+        assert_eq!(old.id, "");
         assert_eq!(old.failures[Kind::ProxyConnect as usize], 1);
         assert_eq!(old.failures[Kind::Blocked as usize], 3);
         assert_eq!(old.failures[Kind::Content as usize], 4);
@@ -324,9 +472,9 @@ mod tests {
         let mut e = engine(&["http://a:1", "http://b:1"]);
         let mut store = Store::new(dir.path());
         store.snapshot(&mut e, 0).unwrap();
-        e.success("http://b:1", 5);
-        e.failure("http://a:1", Kind::ProxyConnect, "", 10);
-        e.failure("http://b:1", Kind::Blocked, "site.example", 11);
+        e.success(&id("http://b:1"), 5);
+        e.failure(&id("http://a:1"), Kind::ProxyConnect, "", 10);
+        e.failure(&id("http://b:1"), Kind::Blocked, "site.example", 11);
         store.save_changes(&mut e, 11).unwrap();
 
         let (mut e2, warnings) = reopen(dir.path(), &["http://a:1", "http://b:1"], 20);
@@ -343,7 +491,125 @@ mod tests {
         // Still cooling in the new process: only b is handed out, and not
         // for the site that blocked it.
         assert_eq!(e2.next(30).unwrap().url, "http://b:1");
-        assert!(e2.next_for(30, "site.example", None).is_err());
+        assert!(e2.next_for(30, &site("site.example")).is_err());
+    }
+
+    #[test]
+    fn a_new_password_keeps_the_proxys_health_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "http://u:old@h:1;region=DE";
+        let mut e = engine(&[old]);
+        let mut store = Store::new(dir.path());
+        store.snapshot(&mut e, 0).unwrap();
+        e.success(&id(old), 1);
+        e.success(&id(old), 2);
+        store.save_changes(&mut e, 2).unwrap();
+
+        // The config now has the new password (and a new region).
+        let new = "http://u:new@h:1;region=AT";
+        let (mut e2, _) = reopen(dir.path(), &[new], 3);
+        let p = e2.next(4).unwrap();
+        assert_eq!(p.id, id(old));
+        assert_eq!(
+            (p.url.as_str(), p.meta.region.as_deref()),
+            ("http://u:new@h:1", Some("AT"))
+        );
+        assert_eq!(row(&e2, "http://u:new@h:1", 4).successes, 2);
+        assert_eq!(e2.len(), 1);
+        // And the new URL is what gets saved.
+        let mut store = Store::new(dir.path());
+        let (saved, _) = store.load();
+        store.save_changes(&mut e2, 5).unwrap();
+        assert_eq!(saved.entries[0].url, "http://u:old@h:1");
+        let (saved, _) = Store::new(dir.path()).load();
+        assert_eq!(saved.entries[0].url, "http://u:new@h:1");
+    }
+
+    #[test]
+    fn colliding_identities_keep_their_ids_whatever_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = ("http://u:one@h:1", "http://u:two@h:1");
+        let mut e = engine(&[one, two]);
+        let mut store = Store::new(dir.path());
+        store.snapshot(&mut e, 0).unwrap();
+        let two_id = e.stats(0)[1].proxy.id.clone();
+        assert_eq!(two_id, format!("{}-2", id(one)));
+        e.success(&two_id, 1);
+        store.save_changes(&mut e, 1).unwrap();
+        // Listed the other way round: each URL keeps its id and health.
+        let (e2, _) = reopen(dir.path(), &[two, one], 2);
+        let r = row(&e2, two, 2);
+        assert_eq!((r.proxy.id.as_str(), r.successes), (two_id.as_str(), 1));
+        assert_eq!(row(&e2, one, 2).proxy.id, id(one));
+        // Without a state, the list's order decides, the same way each time.
+        let ids = assign_ids(&lines(&[two, one]), &[]);
+        assert_eq!(ids, [id(one), format!("{}-2", id(one))]);
+    }
+
+    #[test]
+    fn a_01_state_keyed_by_url_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        // As a 0.1 build wrote it: format 1, proxies, bans and removals by URL.
+        std::fs::write(
+            dir.path().join(SNAPSHOT),
+            r#"{"format":1,"entries":[
+                {"url":"http://u:pw@a:1","health":"Active","successes":4,"failures":[2,0,0,1,0,0,0],"last_used":7},
+                {"url":"http://u:pw2@a:1","health":{"Cooling":99999},"consecutive":3},
+                {"url":"http://c:1","health":"Active"}
+               ],"removed":["http://gone:1"],
+               "bans":[["www.site.example","http://u:pw@a:1",50000]]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(JOURNAL),
+            "{\"Entry\":{\"url\":\"http://c:1\",\"health\":\"Active\",\"successes\":9}}\n\
+             {\"Removed\":\"http://c:1\"}\n\
+             {\"Ban\":[\"www.site.example\",\"http://u:pw2@a:1\",60000]}\n",
+        )
+        .unwrap();
+        let mut store = Store::new(dir.path());
+        let (saved, warnings) = store.load();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(saved.migrated);
+        let a = id("http://u:pw@a:1");
+        let ids: Vec<&str> = saved.entries.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, [a.clone(), format!("{a}-2")]);
+        assert_eq!(saved.removed, [id("http://gone:1"), id("http://c:1")]);
+        assert_eq!(
+            saved.bans,
+            [
+                ("www.site.example".to_string(), a.clone(), 50000),
+                ("www.site.example".to_string(), format!("{a}-2"), 60000)
+            ]
+        );
+        let mut e = Engine::new(engine(&[]).settings().clone(), Some(1));
+        e.track_changes(true);
+        let configured = ["http://u:pw@a:1", "http://u:pw2@a:1", "http://gone:1"];
+        apply(&mut e, saved, &lines(&configured), 1000);
+        let first = row(&e, "http://u:pw@a:1", 1000);
+        assert_eq!(
+            (first.proxy.id.as_str(), first.successes, first.failures),
+            (a.as_str(), 4, 3)
+        );
+        assert!(
+            first
+                .extra
+                .contains(&("banned.www.site.example".into(), "50000".into()))
+        );
+        assert_eq!(
+            row(&e, "http://u:pw2@a:1", 1000).state,
+            ProxyState::CoolingDown(99999)
+        );
+        // Removed through admin under 0.1: still removed.
+        assert_eq!(e.len(), 2);
+        // Written anew as format 2, it loads the same.
+        store.snapshot(&mut e, 1000).unwrap();
+        let snap = std::fs::read_to_string(dir.path().join(SNAPSHOT)).unwrap();
+        assert!(snap.starts_with(r#"{"format":2"#), "{snap}");
+        let (again, _) = Store::new(dir.path()).load();
+        assert!(!again.migrated);
+        assert_eq!(again.entries.len(), 2);
+        assert_eq!(again.entries[0].id, a);
     }
 
     #[test]
@@ -383,16 +649,19 @@ mod tests {
     fn a_line_after_a_torn_one_is_not_lost() {
         let dir = tempfile::tempdir().unwrap();
         let mut e = engine(&["http://a:1"]);
+        let a = id("http://a:1");
         // A journal whose last line a crash cut short, and a store that did
         // not compact it at start.
         std::fs::write(
             dir.path().join(JOURNAL),
-            b"{\"Entry\":{\"url\":\"http://a:1\",\"health\":\"Active\",\"successes\":1}}\n{\"Entry\":{\"url",
+            format!(
+                "{{\"Entry\":{{\"id\":\"{a}\",\"url\":\"http://a:1\",\"health\":\"Active\",\"successes\":1}}}}\n{{\"Entry\":{{\"url"
+            ),
         )
         .unwrap();
         let mut store = Store::new(dir.path());
-        e.success("http://a:1", 1);
-        e.success("http://a:1", 2);
+        e.success(&a, 1);
+        e.success(&a, 2);
         store.save_changes(&mut e, 2).unwrap();
         let (e2, warnings) = reopen(dir.path(), &["http://a:1"], 3);
         assert_eq!(warnings.len(), 1, "only the torn line: {warnings:?}");
@@ -423,11 +692,14 @@ mod tests {
         let mut e = engine(&["http://a:1", "http://b:1"]);
         let mut store = Store::new(dir.path());
         store.snapshot(&mut e, 0).unwrap();
-        e.remove("http://a:1");
-        e.add("http://c:1", 1, true);
+        e.remove(&id("http://a:1"));
+        e.add(&parse_entry("http://c:1;tags=extra").unwrap(), 1, true);
         store.save_changes(&mut e, 1).unwrap();
         let (e2, _) = reopen(dir.path(), &["http://a:1", "http://b:1"], 2);
-        let urls: Vec<String> = e2.stats(2).into_iter().map(|s| s.url).collect();
+        let rows = e2.stats(2);
+        let urls: Vec<&str> = rows.iter().map(|s| s.proxy.url.as_str()).collect();
         assert_eq!(urls, ["http://b:1", "http://c:1"]);
+        // An added proxy keeps its metadata too.
+        assert_eq!(rows[1].proxy.meta.tags, ["extra"]);
     }
 }

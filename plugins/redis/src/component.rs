@@ -2,9 +2,12 @@
 //! (re)connected store, and per-call options applied over the init
 //! settings.
 
-use ytdlp_plugin_sdk::{Backend, Failure, GetProxyError, Options, Proxy, ProxyStats};
+use ytdlp_plugin_sdk::{
+    Backend, Failure, GetProxyError, Options, PluginError, PluginInfo, Proxy, ProxyEntry,
+    ProxyStats, Request, Success,
+};
 
-use crate::settings::{Settings, check_proxy_url};
+use crate::settings::{self, Settings};
 use crate::store::Store;
 
 struct RedisBackend {
@@ -13,38 +16,33 @@ struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Runs `f` with the settings in force for this call and the store.
+    /// Runs `f` with the settings in force for this call and the store; a
+    /// bad per-call option or a Redis that cannot be used is `unavailable`.
     fn with_call<R>(
         &mut self,
         options: &Options,
         f: impl FnOnce(&Settings, &mut Store) -> Result<R, String>,
-    ) -> Result<R, String> {
+    ) -> Result<R, PluginError> {
         let settings = Settings::parse(&self.settings, options)?;
-        f(&settings, &mut self.store)
+        f(&settings, &mut self.store).map_err(PluginError::unavailable)
     }
 }
 
 impl Backend for RedisBackend {
     /// Checks the options only: Redis may be down now and come back later,
     /// so the first connection is made by the first call.
-    fn init(options: &Options) -> Result<Self, String> {
+    fn init(options: &Options) -> Result<Self, PluginError> {
         Ok(RedisBackend {
             settings: Settings::parse(&Settings::default(), options)?,
             store: Store::new(),
         })
     }
 
-    fn get_proxy(&mut self, options: &Options) -> Result<Proxy, GetProxyError> {
-        let mut timeout_ms = 0;
-        let answer = self.with_call(options, |s, store| {
-            timeout_ms = s.timeout_ms;
-            store.get_proxy(s)
-        });
-        match answer {
-            Ok(Ok(pick)) => Ok(Proxy {
-                url: pick.url,
-                timeout_ms,
-            }),
+    fn get_proxy(&mut self, request: &Request, options: &Options) -> Result<Proxy, GetProxyError> {
+        let settings = Settings::parse(&self.settings, options)
+            .map_err(|e| GetProxyError::Unavailable(e.to_string()))?;
+        match self.store.get_proxy(&settings, request) {
+            Ok(Ok(proxy)) => Ok(proxy),
             Ok(Err(np)) => Err(np.into()),
             Err(message) => Err(GetProxyError::Unavailable(message)),
         }
@@ -52,29 +50,42 @@ impl Backend for RedisBackend {
 
     // Reports cannot fail in the contract: a report lost while Redis is
     // down is lost (the host logs nothing for it either).
-    fn report_success(&mut self, proxy_url: &str, options: &Options) {
-        let _ = self.with_call(options, |s, store| store.report_success(s, proxy_url));
+    fn report_success(&mut self, proxy_id: &str, _: &Request, _: &Success, options: &Options) {
+        let _ = self.with_call(options, |s, store| store.report_success(s, proxy_id));
     }
 
-    fn report_failure(&mut self, proxy_url: &str, failure: &Failure, options: &Options) {
+    fn report_failure(
+        &mut self,
+        proxy_id: &str,
+        request: &Request,
+        f: &Failure,
+        options: &Options,
+    ) {
+        let domain = request.site.domain.as_str();
+        let retry_after = f.detail.retry_after_ms;
         let _ = self.with_call(options, |s, store| {
-            store.report_failure(s, proxy_url, failure.kind)
+            store.report_failure(s, proxy_id, f.kind, domain, retry_after)
         });
     }
 
-    fn stats(&mut self, options: &Options) -> Result<Vec<ProxyStats>, String> {
+    fn stats(&mut self, options: &Options) -> Result<Vec<ProxyStats>, PluginError> {
         self.with_call(options, |s, store| store.stats(s))
     }
 
-    fn add_proxies(&mut self, urls: Vec<String>, options: &Options) -> Result<u32, String> {
-        for url in &urls {
-            check_proxy_url(url)?;
-        }
-        self.with_call(options, |s, store| store.add(s, &urls))
+    fn add_proxies(
+        &mut self,
+        proxies: Vec<ProxyEntry>,
+        options: &Options,
+    ) -> Result<u32, PluginError> {
+        self.with_call(options, |s, store| store.add(s, &proxies))
     }
 
-    fn remove_proxies(&mut self, urls: Vec<String>, options: &Options) -> Result<u32, String> {
-        self.with_call(options, |s, store| store.remove(s, &urls))
+    fn remove_proxies(&mut self, ids: Vec<String>, options: &Options) -> Result<u32, PluginError> {
+        self.with_call(options, |s, store| store.remove(s, &ids))
+    }
+
+    fn describe() -> PluginInfo {
+        settings::describe()
     }
 }
 

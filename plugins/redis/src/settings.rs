@@ -7,8 +7,7 @@ use std::time::Duration;
 /// Failure kinds: the contract's (through the SDK).
 pub use ytdlp_plugin_sdk::FailureKind as Kind;
 use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
-use ytdlp_plugin_sdk::contract::proxy_url;
-use ytdlp_plugin_sdk::{parse_num, unknown};
+use ytdlp_plugin_sdk::{OptionInfo, PluginError, PluginInfo, is_host_key, num};
 
 /// How `get-proxy` chooses among the usable proxies of a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +20,13 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub fn parse(s: &str) -> Result<Strategy, String> {
+    pub fn parse(s: &str) -> Result<Strategy, PluginError> {
         match s {
             "round_robin" | "round-robin" => Ok(Strategy::RoundRobin),
             "healthiest" => Ok(Strategy::Healthiest),
-            other => Err(format!(
-                "option `strategy`: unknown strategy `{other}` (supported: round_robin, healthiest)"
+            other => Err(PluginError::invalid(
+                "strategy",
+                format!("unknown strategy `{other}` (supported: round_robin, healthiest)"),
             )),
         }
     }
@@ -57,6 +57,11 @@ pub struct Settings {
     /// dead or hung Redis gives a typed error inside the host's call
     /// deadline (500 ms by default).
     pub redis_timeout_ms: u64,
+    /// How long `blocked` keeps a proxy from that site (its registrable
+    /// domain), for every host; 0: never.
+    pub site_ban_ms: u64,
+    /// How long a sticky key keeps its proxy after its last use.
+    pub sticky_ttl_ms: u64,
 }
 
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -71,44 +76,75 @@ impl Default for Settings {
             strategy: Strategy::RoundRobin,
             timeout_ms: 30_000,
             redis_timeout_ms: 200,
+            site_ban_ms: 1_800_000,
+            sticky_ttl_ms: 3_600_000,
         }
     }
 }
 
-const KNOWN: &[&str] = &[
-    "url",
-    "pool",
-    "failure_threshold",
-    "cooldown_ms",
-    "strategy",
-    "timeout_ms",
-    "redis_timeout_ms",
-];
+/// Longest ban or sticky time an option may set: 30 days.
+const MAX_WINDOW_MS: u64 = 30 * 24 * 3_600_000;
+
+/// What `describe` answers: every option, all of which may also be given
+/// per download (they are parsed again over the init values at each call).
+pub fn describe() -> PluginInfo {
+    let o = OptionInfo::per_call;
+    ytdlp_plugin_sdk::plugin_info!()
+        .summary("one proxy pool in Redis, shared by many hosts")
+        .option(
+            o(
+                "url",
+                "the Redis: redis://[[user]:password@]host[:port][/db] (default redis://127.0.0.1:6379)",
+            )
+            // It may hold the Redis password.
+            .secret(),
+        )
+        .option(o("pool", "key namespace; several pools can share one Redis (default `default`)"))
+        .option(o(
+            "failure_threshold",
+            "consecutive proxy faults that take a proxy out (default 3)",
+        ))
+        .option(o(
+            "cooldown_ms",
+            "how long a proxy stays out; 0: until removed and added again (default 300000)",
+        ))
+        .option(o("strategy", "round_robin (default) or healthiest"))
+        .option(o("timeout_ms", "the proxy timeout handed to the host (default 30000)"))
+        .option(o(
+            "redis_timeout_ms",
+            "bound on connecting to Redis and each read or write (default 200)",
+        ))
+        .option(o(
+            "site_ban_ms",
+            "how long `blocked` keeps a proxy from that site, for every host (default 1800000)",
+        ))
+        .option(o(
+            "sticky_ttl_ms",
+            "how long a sticky key keeps its proxy after its last use (default 3600000)",
+        ))
+}
 
 impl Settings {
-    /// `base` with `options` applied over it. Keys under `host.` are the
-    /// host's context and are skipped; any other unknown key is refused so
-    /// that a typo does not silently do nothing. A key given several times
-    /// takes its last value.
-    pub fn parse(base: &Settings, options: &[(String, String)]) -> Result<Settings, String> {
+    /// `base` with `options` applied over it. Keys under `host.` are
+    /// skipped (0.1 hosts sent their context so); any other unknown key is
+    /// refused so that a typo does not silently do nothing. A key given
+    /// several times takes its last value.
+    pub fn parse(base: &Settings, options: &[(String, String)]) -> Result<Settings, PluginError> {
         let mut s = base.clone();
         for (key, value) in options {
             let v = value.trim();
             match key.as_str() {
                 "url" => s.url = check_redis_url(v)?,
                 "pool" => s.pool = check_pool(v)?,
-                "failure_threshold" => {
-                    s.failure_threshold = parse_num(key, v, 1, 1_000_000)?;
-                }
-                "cooldown_ms" => s.cooldown_ms = parse_num(key, v, 0, 365 * 24 * 3_600_000)?,
+                "failure_threshold" => s.failure_threshold = num(key, v, 1, 1_000_000)?,
+                "cooldown_ms" => s.cooldown_ms = num(key, v, 0, 365 * 24 * 3_600_000)?,
                 "strategy" => s.strategy = Strategy::parse(v)?,
-                "timeout_ms" => s.timeout_ms = parse_num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
-                "redis_timeout_ms" => s.redis_timeout_ms = parse_num(key, v, 1, 60_000)?,
-                other => {
-                    if let Some(refusal) = unknown(other, KNOWN) {
-                        return Err(refusal);
-                    }
-                }
+                "timeout_ms" => s.timeout_ms = num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
+                "redis_timeout_ms" => s.redis_timeout_ms = num(key, v, 1, 60_000)?,
+                "site_ban_ms" => s.site_ban_ms = num(key, v, 0, MAX_WINDOW_MS)?,
+                "sticky_ttl_ms" => s.sticky_ttl_ms = num(key, v, 1, MAX_WINDOW_MS)?,
+                other if is_host_key(other) => {}
+                other => return Err(PluginError::unknown_option(other)),
             }
         }
         Ok(s)
@@ -124,13 +160,34 @@ impl Settings {
         format!("ytdlp:{{{}}}:proxies", self.pool)
     }
 
-    /// Prefix of the per-proxy HASH keys (`<prefix><proxy url>`).
+    /// Prefix of the per-proxy HASH keys (`<prefix><proxy id>`).
     pub fn proxy_key_prefix(&self) -> String {
         format!("ytdlp:{{{}}}:proxy:", self.pool)
     }
 
-    pub fn proxy_key(&self, url: &str) -> String {
-        format!("{}{url}", self.proxy_key_prefix())
+    pub fn proxy_key(&self, id: &str) -> String {
+        format!("{}{id}", self.proxy_key_prefix())
+    }
+
+    /// Prefix of the per-site HASH keys of bans (`<prefix><domain>`: proxy
+    /// id -> banned until, ms).
+    pub fn site_key_prefix(&self) -> String {
+        format!("ytdlp:{{{}}}:site:", self.pool)
+    }
+
+    pub fn site_key(&self, domain: &str) -> String {
+        format!("{}{domain}", self.site_key_prefix())
+    }
+
+    /// The ZSET of sites with bans, scored by when the last one ends (for
+    /// stats, which cannot scan keys cheaply).
+    pub fn sites_key(&self) -> String {
+        format!("ytdlp:{{{}}}:sites", self.pool)
+    }
+
+    /// The STRING holding a sticky key's proxy id.
+    pub fn sticky_key(&self, key: &str) -> String {
+        format!("ytdlp:{{{}}}:sticky:{key}", self.pool)
     }
 
     /// The Redis address without credentials, for messages.
@@ -158,11 +215,14 @@ impl Settings {
 
 /// Accepts `redis://[[user]:password@]host[:port][/db]` (the only scheme:
 /// this build has no TLS).
-pub fn check_redis_url(url: &str) -> Result<String, String> {
+pub fn check_redis_url(url: &str) -> Result<String, PluginError> {
     let bad = |why: &str| {
-        Err(format!(
-            "option `url`: `{}` {why} (want redis://[[user]:password@]host[:port][/db])",
-            display_redis_url(url)
+        Err(PluginError::invalid(
+            "url",
+            format!(
+                "`{}` {why} (want redis://[[user]:password@]host[:port][/db])",
+                display_redis_url(url)
+            ),
         ))
     };
     let Some(rest) = url.strip_prefix("redis://") else {
@@ -200,7 +260,7 @@ pub fn display_redis_url(url: &str) -> String {
     }
 }
 
-fn check_pool(pool: &str) -> Result<String, String> {
+fn check_pool(pool: &str) -> Result<String, PluginError> {
     let ok = !pool.is_empty()
         && pool.len() <= 64
         && pool
@@ -209,19 +269,11 @@ fn check_pool(pool: &str) -> Result<String, String> {
     if ok {
         Ok(pool.to_string())
     } else {
-        Err(format!(
-            "option `pool`: `{pool}` must be 1-64 characters of letters, digits, `-`, `_`, `.`, `:`"
+        Err(PluginError::invalid(
+            "pool",
+            format!("`{pool}` must be 1-64 characters of letters, digits, `-`, `_`, `.`, `:`"),
         ))
     }
-}
-
-/// A proxy URL given to `add-proxies` is checked as the host will check
-/// it, so the pool does not fill with what the host would refuse at every
-/// `get-proxy`.
-pub fn check_proxy_url(url: &str) -> Result<(), String> {
-    proxy_url::validate(url)
-        .map(|_| ())
-        .map_err(|e| format!("`{}`: {e}", proxy_url::mask(url)))
 }
 
 #[cfg(test)]
@@ -287,7 +339,9 @@ mod tests {
             ("pool", "", "pool"),
             ("treshold", "3", "unknown option `treshold`"),
         ] {
-            let err = Settings::parse(&d, &opts(&[(k, v)])).unwrap_err();
+            let err = Settings::parse(&d, &opts(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{k}={v}: {err}");
         }
     }
@@ -296,10 +350,10 @@ mod tests {
     fn keys_carry_the_pool_as_a_hash_tag() {
         let s = Settings::parse(&Settings::default(), &opts(&[("pool", "eu-1")])).unwrap();
         assert_eq!(s.list_key(), "ytdlp:{eu-1}:proxies");
-        assert_eq!(
-            s.proxy_key("http://h:1"),
-            "ytdlp:{eu-1}:proxy:http://h:1".to_string()
-        );
+        assert_eq!(s.proxy_key("p1234abcd"), "ytdlp:{eu-1}:proxy:p1234abcd");
+        assert_eq!(s.site_key("youtube.com"), "ytdlp:{eu-1}:site:youtube.com");
+        assert_eq!(s.sites_key(), "ytdlp:{eu-1}:sites");
+        assert_eq!(s.sticky_key("k"), "ytdlp:{eu-1}:sticky:k");
     }
 
     #[test]
@@ -320,18 +374,28 @@ mod tests {
             display_redis_url("redis://user:s3cret@10.0.0.1:6379/3"),
             "redis://10.0.0.1:6379/3"
         );
-        let err = check_redis_url("redis://:s3cret@").unwrap_err();
+        let err = check_redis_url("redis://:s3cret@").unwrap_err().to_string();
         assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]
-    fn proxy_urls_are_checked_and_masked() {
-        assert!(check_proxy_url("http://127.0.0.1:3128").is_ok());
-        assert!(check_proxy_url("socks5h://u:p@h:1080").is_ok());
-        let err = check_proxy_url("ftp://u:pw@h:21").unwrap_err();
-        assert!(err.contains("ftp") && !err.contains("pw@"), "{err}");
-        assert!(check_proxy_url("127.0.0.1:3128").is_err());
-        assert!(check_proxy_url("http://").is_err());
-        assert!(check_proxy_url("http://h:1/path").is_err());
+    fn describe_lists_every_option_parse_reads() {
+        let info = describe();
+        assert!(info.get("url").is_some_and(|o| o.secret));
+        for o in &info.options {
+            let v = match o.key.as_str() {
+                "url" => "redis://127.0.0.1:1",
+                "pool" => "p",
+                "strategy" => "healthiest",
+                _ => "5",
+            };
+            assert!(
+                Settings::parse(&Settings::default(), &opts(&[(&o.key, v)])).is_ok(),
+                "{}",
+                o.key
+            );
+        }
+        let s = Settings::parse(&Settings::default(), &[]).unwrap();
+        assert_eq!((s.site_ban_ms, s.sticky_ttl_ms), (1_800_000, 3_600_000));
     }
 }

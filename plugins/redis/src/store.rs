@@ -4,30 +4,38 @@
 //!
 //! Layout of a pool `P` (the pool name is a hash tag, so all of a pool's
 //! keys are in one cluster slot):
-//! - `ytdlp:{P}:proxies`: LIST of proxy URLs in rotation order (the
-//!   membership; `RPUSH` onto it is all it takes to add a proxy);
-//! - `ytdlp:{P}:proxy:<url>`: HASH of that proxy's health: `successes`,
-//!   `failures`, `f:<kind>` (failures by kind), `faults` (proxy faults),
-//!   `consecutive` (proxy faults since the last success), `until` (out
-//!   until then, ms since the epoch), `disabled` (`1`: out until removed),
-//!   `disables` (how often it was taken out), `last_used` (ms).
+//! - `ytdlp:{P}:proxies`: LIST of proxy ids in rotation order (the
+//!   membership);
+//! - `ytdlp:{P}:proxy:<id>`: HASH of that proxy: `url` (credentials
+//!   included), its metadata `region`, `tags` (comma-separated) and `tier`,
+//!   and its health: `successes`, `failures`, `f:<kind>` (failures by
+//!   kind), `faults` (proxy faults), `consecutive` (proxy faults since the
+//!   last success), `until` (out until then, ms since the epoch),
+//!   `disabled` (`1`: out until removed), `disables` (how often it was
+//!   taken out), `last_used` (ms);
+//! - `ytdlp:{P}:site:<domain>`: HASH of that site's bans, proxy id ->
+//!   banned until (ms), expiring with its last ban;
+//! - `ytdlp:{P}:sites`: ZSET of the sites with bans, by when the last ends;
+//! - `ytdlp:{P}:sticky:<key>`: STRING, the proxy id a sticky key keeps,
+//!   expiring `sticky_ttl_ms` after its last use.
+//!
+//! A proxy's id is its URL's identity without the password, so adding it
+//! again with a new password updates its `url` and keeps its health. A
+//! pool in the 0.1 layout (a list of URLs, hashes keyed by URL) is moved to
+//! this one the first time a plugin instance uses it.
 //!
 //! Times come from Redis (`TIME`), so hosts with skewed clocks agree on
-//! cooldowns.
+//! cooldowns and bans.
 
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use redis::{
     Connection, ConnectionLike, IntoConnectionInfo, RedisError, RedisResult, Script, Value,
 };
+use ytdlp_plugin_sdk::{Proxy, ProxyEntry, ProxyMeta, Request, Wanted, parse_entry};
 
 use crate::settings::{Kind, Settings};
-
-/// A proxy chosen by [`Store::get_proxy`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pick {
-    pub url: String,
-}
 
 /// Why [`Store::get_proxy`] found nothing usable, proxy states and stats
 /// rows: the contract's own (through the SDK).
@@ -36,7 +44,7 @@ pub use ytdlp_plugin_sdk::{NoProxy, ProxyState, ProxyStats as Stat};
 /// What a report did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reported {
-    /// The URL is not in the pool (removed meanwhile): nothing recorded.
+    /// The id is not in the pool (removed meanwhile): nothing recorded.
     Unknown,
     Counted,
     /// This report took the proxy out (cooldown or disabled).
@@ -52,64 +60,150 @@ end
 local function str(n) return string.format('%.0f', n) end
 "#;
 
-/// KEYS[1] list; ARGV[1] proxy key prefix, ARGV[2] strategy.
-/// Returns {1, url} | {0} (empty pool) | {2, n, disabled, soonest or -1}.
+/// KEYS[1] list. ARGV: [1] proxy key prefix, [2] strategy, [3] the site's
+/// ban hash key (`` for none), [4] the sticky key's key (`` for none),
+/// [5] sticky TTL ms, [6] min tier, [7] max tier (-1: none), then four
+/// counted lists: regions, avoided regions, tags, avoided ids.
+/// Returns {1, id, url, region, tags, tier} | {0} (empty pool) |
+/// {2, total, admitted, disabled, soonest out or -1, banned, soonest ban or
+/// -1, region, tags, tier, ...} (the metadata of every proxy).
 static GET_PROXY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r#"
 local now = now_ms()
-local n = redis.call('LLEN', KEYS[1])
-if n == 0 then return {0} end
-local soonest, disabled = -1, 0
-local function usable(key)
-  local st = redis.call('HMGET', key, 'disabled', 'until')
-  if st[1] == '1' then disabled = disabled + 1; return false end
-  local u = tonumber(st[2] or '0') or 0
-  if u > now then
-    if soonest < 0 or u < soonest then soonest = u end
-    return false
+local argi = 8
+-- Regions compare in upper case; tags as they are.
+local function list(upper)
+  local n = tonumber(ARGV[argi]); argi = argi + 1
+  local t = {}
+  for i = 1, n do
+    t[i] = upper and string.upper(ARGV[argi]) or ARGV[argi]
+    argi = argi + 1
   end
-  return true
+  return t
 end
-if ARGV[2] == 'healthiest' then
-  local best, best_score, best_used = nil, -1, 0
-  for _, url in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-    local key = ARGV[1] .. url
-    if usable(key) then
-      local h = redis.call('HMGET', key, 'successes', 'faults', 'last_used')
-      local s = tonumber(h[1] or '0') or 0
-      local f = tonumber(h[2] or '0') or 0
-      local used = tonumber(h[3] or '0') or 0
-      local score = (s + 1) / (s + f + 2)
-      if best == nil or score > best_score or (score == best_score and used < best_used) then
-        best, best_score, best_used = url, score, used
+local regions, away, tags = list(true), list(true), list(false)
+local avoided = {}
+local n_avoid = tonumber(ARGV[argi]); argi = argi + 1
+for i = 1, n_avoid do avoided[ARGV[argi]] = true; argi = argi + 1 end
+local min_tier, max_tier = tonumber(ARGV[6]), tonumber(ARGV[7])
+-- A proxy of US-CA is in US; US is not in US-CA.
+local function inside(have, want)
+  return have == want or string.sub(have, 1, string.len(want) + 1) == want .. '-'
+end
+local function admits(p)
+  local region = string.upper(p.region or '')
+  if #regions > 0 then
+    if region == '' then return false end
+    local ok = false
+    for _, w in ipairs(regions) do if inside(region, w) then ok = true end end
+    if not ok then return false end
+  end
+  if region ~= '' then
+    for _, w in ipairs(away) do if inside(region, w) then return false end end
+  end
+  if #tags > 0 then
+    local have = {}
+    for t in string.gmatch(p.tags or '', '[^,]+') do have[t] = true end
+    for _, w in ipairs(tags) do if not have[w] then return false end end
+  end
+  return p.tier >= min_tier and (max_tier < 0 or p.tier <= max_tier)
+end
+local bans = {}
+if ARGV[3] ~= '' then
+  local flat = redis.call('HGETALL', ARGV[3])
+  for i = 1, #flat, 2 do bans[flat[i]] = tonumber(flat[i + 1]) or 0 end
+end
+local function load(id)
+  local h = redis.call('HMGET', ARGV[1] .. id, 'url', 'region', 'tags', 'tier', 'disabled',
+    'until', 'successes', 'faults', 'last_used')
+  if not h[1] then return nil end
+  return {id = id, url = h[1], region = h[2], tags = h[3], tier = tonumber(h[4] or '0') or 0,
+    disabled = h[5] == '1', out = tonumber(h[6] or '0') or 0,
+    s = tonumber(h[7] or '0') or 0, f = tonumber(h[8] or '0') or 0,
+    used = tonumber(h[9] or '0') or 0}
+end
+local function usable(p)
+  return not p.disabled and p.out <= now and (bans[p.id] or 0) <= now
+end
+local function hand_out(p)
+  redis.call('HSET', ARGV[1] .. p.id, 'last_used', str(now))
+  if ARGV[4] ~= '' then redis.call('SET', ARGV[4], p.id, 'PX', ARGV[5]) end
+  return {1, p.id, p.url, p.region or '', p.tags or '', p.tier}
+end
+if ARGV[4] ~= '' then
+  local id = redis.call('GET', ARGV[4])
+  if id and redis.call('LPOS', KEYS[1], id) then
+    local p = load(id)
+    if p and admits(p) and usable(p) and not avoided[id] then return hand_out(p) end
+  end
+end
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+if #ids == 0 then return {0} end
+local total, admitted, disabled, soonest, banned, soonest_ban = 0, 0, 0, -1, 0, -1
+local metas = {}
+local strict, loose = {}, {}
+for _, id in ipairs(ids) do
+  local p = load(id)
+  if p then
+    total = total + 1
+    table.insert(metas, p.region or ''); table.insert(metas, p.tags or ''); table.insert(metas, p.tier)
+    if admits(p) then
+      admitted = admitted + 1
+      if p.disabled then
+        disabled = disabled + 1
+      elseif p.out > now then
+        if soonest < 0 or p.out < soonest then soonest = p.out end
+      elseif (bans[id] or 0) > now then
+        banned = banned + 1
+        if soonest_ban < 0 or bans[id] < soonest_ban then soonest_ban = bans[id] end
+      else
+        loose[id] = p
+        if not avoided[id] then strict[id] = p end
       end
     end
   end
-  if best then
-    redis.call('HSET', ARGV[1] .. best, 'last_used', str(now))
-    return {1, best}
-  end
-else
-  for i = 1, n do
-    local url = redis.call('LMOVE', KEYS[1], KEYS[1], 'LEFT', 'RIGHT')
-    local key = ARGV[1] .. url
-    if usable(key) then
-      redis.call('HSET', key, 'last_used', str(now))
-      return {1, url}
+end
+local pool = strict
+if next(pool) == nil then pool = loose end
+if next(pool) == nil then
+  local out = {2, total, admitted, disabled, soonest, banned, soonest_ban}
+  if admitted == 0 then for _, m in ipairs(metas) do table.insert(out, m) end end
+  return out
+end
+-- The cheapest tier first, then the strategy.
+local best = nil
+for _, p in pairs(pool) do if best == nil or p.tier < best then best = p.tier end end
+if ARGV[2] == 'healthiest' then
+  local pick, pick_score = nil, -1
+  for _, id in ipairs(ids) do
+    local p = pool[id]
+    if p and p.tier == best then
+      local score = (p.s + 1) / (p.s + p.f + 2)
+      if pick == nil or score > pick_score or (score == pick_score and p.used < pick.used) then
+        pick, pick_score = p, score
+      end
     end
   end
+  return hand_out(pick)
 end
-return {2, n, disabled, soonest}
+for i = 1, #ids do
+  local id = redis.call('LMOVE', KEYS[1], KEYS[1], 'LEFT', 'RIGHT')
+  local p = pool[id]
+  if p and p.tier == best then return hand_out(p) end
+end
+return {2, total, admitted, disabled, soonest, banned, soonest_ban}
 "#
     ))
 });
 
-/// KEYS[1] list, KEYS[2] the proxy's hash; ARGV[1] url, ARGV[2] `success`
-/// or the failure kind, ARGV[3] `1` for a proxy fault, ARGV[4] threshold,
-/// ARGV[5] cooldown ms (0: disable). Returns -1 unknown, 0 counted, 1
-/// counted and took the proxy out.
+/// KEYS[1] list, KEYS[2] the proxy's hash, KEYS[3] the site's ban hash,
+/// KEYS[4] the sites ZSET; ARGV[1] id, ARGV[2] `success` or the failure
+/// kind, ARGV[3] `1` for a proxy fault, ARGV[4] threshold, ARGV[5]
+/// cooldown ms (0: disable), ARGV[6] ban ms (0: no ban), ARGV[7] the
+/// site's domain. Returns -1 unknown, 0 counted, 1 counted and took the
+/// proxy out.
 static REPORT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
@@ -120,13 +214,22 @@ if ARGV[2] == 'success' then
   redis.call('HSET', KEYS[2], 'consecutive', 0)
   return 0
 end
+local now = now_ms()
 redis.call('HINCRBY', KEYS[2], 'failures', 1)
 redis.call('HINCRBY', KEYS[2], 'f:' .. ARGV[2], 1)
+local ban = tonumber(ARGV[6])
+if ban > 0 and ARGV[7] ~= '' then
+  local till = now + ban
+  local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') or 0
+  if till > old then redis.call('HSET', KEYS[3], ARGV[1], str(till)) end
+  -- The hash lives as long as its longest ban.
+  if redis.call('PTTL', KEYS[3]) < ban then redis.call('PEXPIRE', KEYS[3], ban) end
+  redis.call('ZADD', KEYS[4], 'GT', str(till), ARGV[7])
+end
 if ARGV[3] ~= '1' then return 0 end
 redis.call('HINCRBY', KEYS[2], 'faults', 1)
 local c = redis.call('HINCRBY', KEYS[2], 'consecutive', 1)
 if c < tonumber(ARGV[4]) then return 0 end
-local now = now_ms()
 local st = redis.call('HMGET', KEYS[2], 'disabled', 'until')
 if st[1] == '1' or (tonumber(st[2] or '0') or 0) > now then return 0 end
 redis.call('HINCRBY', KEYS[2], 'disables', 1)
@@ -141,15 +244,23 @@ return 1
     ))
 });
 
-/// KEYS[1] list; ARGV urls. Returns how many were new.
+/// KEYS[1] list; ARGV[1] proxy key prefix, then groups of five: id, url,
+/// region, tags, tier (empty region or tags: none). A known id gets the
+/// new URL and metadata and keeps its health. Returns how many were new.
 static ADD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local added = 0
-for _, url in ipairs(ARGV) do
-  if not redis.call('LPOS', KEYS[1], url) then
-    redis.call('RPUSH', KEYS[1], url)
+for i = 2, #ARGV, 5 do
+  local id, key = ARGV[i], ARGV[1] .. ARGV[i]
+  if not redis.call('LPOS', KEYS[1], id) then
+    redis.call('RPUSH', KEYS[1], id)
     added = added + 1
+  end
+  redis.call('HSET', key, 'url', ARGV[i + 1], 'tier', ARGV[i + 4])
+  for j, field in ipairs({'region', 'tags'}) do
+    local v = ARGV[i + 1 + j]
+    if v == '' then redis.call('HDEL', key, field) else redis.call('HSET', key, field, v) end
   end
 end
 return added
@@ -157,8 +268,8 @@ return added
     )
 });
 
-/// KEYS[1] list; ARGV[1] proxy key prefix, ARGV[2..] urls. Removes each
-/// URL and its health. Returns how many were known.
+/// KEYS[1] list; ARGV[1] proxy key prefix, ARGV[2..] ids. Removes each id
+/// and its hash. Returns how many were known.
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -172,19 +283,54 @@ return known
     )
 });
 
-/// KEYS[1] list; ARGV[1] proxy key prefix. Returns {now, url, {hash}, ...}.
+/// KEYS[1] list, KEYS[2] sites ZSET; ARGV[1] proxy key prefix, ARGV[2] site
+/// key prefix. Returns {now, {site, {ban hash}, ...}, id, {hash}, ...}.
 static STATS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r#"
-local out = {now_ms()}
-for _, url in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  table.insert(out, url)
-  table.insert(out, redis.call('HGETALL', ARGV[1] .. url))
+local now = now_ms()
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', str(now))
+local bans = {}
+for _, site in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  table.insert(bans, site)
+  table.insert(bans, redis.call('HGETALL', ARGV[2] .. site))
+end
+local out = {now, bans}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  table.insert(out, id)
+  table.insert(out, redis.call('HGETALL', ARGV[1] .. id))
 end
 return out
 "#
     ))
+});
+
+/// The 0.1 layout to this one. KEYS[1] list; ARGV[1] proxy key prefix,
+/// then pairs: a URL in the list, its id (`` if the URL is invalid). The
+/// URL's place and health go to the id; a URL whose identity is in the
+/// list already (a second password) or that is invalid is dropped.
+static MIGRATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i = 2, #ARGV, 2 do
+  local url, id = ARGV[i], ARGV[i + 1]
+  local old = ARGV[1] .. url
+  local pos = redis.call('LPOS', KEYS[1], url)
+  if pos then
+    if id == '' or redis.call('LPOS', KEYS[1], id) then
+      redis.call('LREM', KEYS[1], 0, url)
+      redis.call('DEL', old)
+    else
+      redis.call('LSET', KEYS[1], pos, id)
+      if redis.call('EXISTS', old) == 1 then redis.call('RENAME', old, ARGV[1] .. id) end
+      redis.call('HSET', ARGV[1] .. id, 'url', url)
+    end
+  end
+end
+return 1
+"#,
+    )
 });
 
 struct Conn {
@@ -199,6 +345,8 @@ struct Conn {
 #[derive(Default)]
 pub struct Store {
     conn: Option<Conn>,
+    /// Pools (list keys) already checked for a 0.1 layout.
+    migrated: HashSet<String>,
 }
 
 fn connect(s: &Settings) -> Result<Conn, String> {
@@ -362,22 +510,85 @@ impl Store {
         }
     }
 
-    /// The next usable proxy of the pool. `Err` when Redis cannot be used.
-    pub fn get_proxy(&mut self, s: &Settings) -> Result<Result<Pick, NoProxy>, String> {
+    /// Moves a pool of the 0.1 layout (URLs in the list) to ids, once per
+    /// pool and instance.
+    fn migrate(&mut self, s: &Settings) -> Result<(), String> {
+        let list = s.list_key();
+        if self.migrated.contains(&list) {
+            return Ok(());
+        }
+        let members: Vec<String> = self.run(s, |c| {
+            redis::cmd("LRANGE").arg(&list).arg(0).arg(-1).query(c)
+        })?;
+        let mut args: Vec<String> = Vec::new();
+        for url in members.into_iter().filter(|m| m.contains("://")) {
+            let id = parse_entry(&url)
+                .map(|e| e.url.identity_id())
+                .unwrap_or_default();
+            args.push(url);
+            args.push(id);
+        }
+        if !args.is_empty() {
+            let prefix = s.proxy_key_prefix();
+            let _: Value = self.run(s, |c| MIGRATE.key(&list).arg(&prefix).arg(&args).invoke(c))?;
+        }
+        self.migrated.insert(list);
+        Ok(())
+    }
+
+    /// A proxy for `request`: one its `want` admits, not banned for its
+    /// site, not one of its `avoid` ids unless nothing else is left, the
+    /// cheapest tier first, its `sticky_key`'s proxy while that one
+    /// qualifies. `Err` when Redis cannot be used.
+    pub fn get_proxy(
+        &mut self,
+        s: &Settings,
+        request: &Request,
+    ) -> Result<Result<Proxy, NoProxy>, String> {
+        self.migrate(s)?;
         let (list, prefix) = (s.list_key(), s.proxy_key_prefix());
+        let domain = request.site.domain.as_str();
+        let site = if domain.is_empty() {
+            String::new()
+        } else {
+            s.site_key(domain)
+        };
+        let sticky = match request.sticky_key.as_deref() {
+            Some(k) if !k.is_empty() => s.sticky_key(k),
+            _ => String::new(),
+        };
+        let want = &request.want;
         let v: Value = self.run(s, |c| {
-            GET_PROXY
-                .key(&list)
-                .arg(&prefix)
+            let mut inv = GET_PROXY.key(&list);
+            inv.arg(&prefix)
                 .arg(s.strategy.name())
-                .invoke(c)
+                .arg(&site)
+                .arg(&sticky)
+                .arg(s.sticky_ttl_ms)
+                .arg(u32::from(want.min_tier))
+                .arg(want.max_tier.map_or(-1, i64::from));
+            for l in [
+                &want.regions,
+                &want.avoid_regions,
+                &want.tags,
+                &request.avoid,
+            ] {
+                inv.arg(l.len()).arg(l);
+            }
+            inv.invoke(c)
         })?;
         let a = array(&v).ok_or_else(|| unexpected("get-proxy", &v))?;
+        let bad = || unexpected("get-proxy", &v);
         match a.first().and_then(int) {
             Some(1) => {
-                let url = a.get(1).and_then(string);
-                let url = url.ok_or_else(|| unexpected("get-proxy", &v))?;
-                Ok(Ok(Pick { url }))
+                let field = |n: usize| a.get(n).and_then(string).ok_or_else(bad);
+                let proxy = Proxy {
+                    id: field(1)?,
+                    url: field(2)?,
+                    timeout_ms: s.timeout_ms,
+                    meta: meta(&field(3)?, &field(4)?, &field(5)?),
+                };
+                Ok(Ok(proxy))
             }
             Some(0) => Ok(Err(NoProxy {
                 message: format!(
@@ -387,62 +598,85 @@ impl Store {
                 retry_at_ms: None,
             })),
             Some(2) => {
-                let n = a.get(1).and_then(int).unwrap_or(0);
-                let disabled = a.get(2).and_then(int).unwrap_or(0);
-                let soonest = a.get(3).and_then(int).unwrap_or(-1);
-                let message = if disabled == n {
-                    format!("all {n} proxies of pool `{}` are disabled", s.pool)
-                } else if disabled == 0 {
-                    format!(
-                        "all {n} proxies of pool `{}` are cooling down after {} consecutive failures",
-                        s.pool, s.failure_threshold
-                    )
-                } else {
-                    format!(
-                        "all {n} proxies of pool `{}` are out: {disabled} disabled, {} cooling down",
-                        s.pool,
-                        n - disabled
-                    )
-                };
-                Ok(Err(NoProxy {
-                    message,
-                    retry_at_ms: u64::try_from(soonest).ok(),
-                }))
+                let num = |n: usize| a.get(n).and_then(int).unwrap_or(-1);
+                let (total, admitted, disabled) = (num(1), num(2), num(3));
+                let (soonest, banned, soonest_ban) = (num(4), num(5), num(6));
+                if admitted == 0 {
+                    let metas: Vec<ProxyMeta> = a[7..]
+                        .chunks(3)
+                        .map(|m| {
+                            let f = |n: usize| m.get(n).and_then(string).unwrap_or_default();
+                            meta(&f(0), &f(1), &f(2))
+                        })
+                        .collect();
+                    let message = want.unmet_message(total.max(0) as usize, &metas);
+                    return Ok(Err(NoProxy {
+                        message: format!("pool `{}`: {message}", s.pool),
+                        retry_at_ms: None,
+                    }));
+                }
+                Ok(Err(no_proxy(
+                    s,
+                    want,
+                    domain,
+                    admitted,
+                    disabled,
+                    soonest,
+                    banned,
+                    soonest_ban,
+                )))
             }
-            _ => Err(unexpected("get-proxy", &v)),
+            _ => Err(bad()),
         }
     }
 
-    pub fn report_success(&mut self, s: &Settings, url: &str) -> Result<Reported, String> {
-        self.report(s, url, "success", false)
+    pub fn report_success(&mut self, s: &Settings, id: &str) -> Result<Reported, String> {
+        self.report(s, id, "success", false, None)
     }
 
+    /// A failure of `kind` through `id` while fetching from `domain`;
+    /// `blocked` bans the proxy for that domain, for `site_ban_ms` or the
+    /// site's `Retry-After` if longer.
     pub fn report_failure(
         &mut self,
         s: &Settings,
-        url: &str,
+        id: &str,
         kind: Kind,
+        domain: &str,
+        retry_after_ms: Option<u64>,
     ) -> Result<Reported, String> {
-        self.report(s, url, kind.name(), kind.is_proxy_fault())
+        let ban = (kind == Kind::Blocked && s.site_ban_ms > 0 && !domain.is_empty()).then(|| {
+            let ban = retry_after_ms.unwrap_or(0).max(s.site_ban_ms);
+            (domain, ban.min(30 * 24 * 3_600_000))
+        });
+        self.report(s, id, kind.name(), kind.is_proxy_fault(), ban)
     }
 
     fn report(
         &mut self,
         s: &Settings,
-        url: &str,
+        id: &str,
         outcome: &str,
         fault: bool,
+        ban: Option<(&str, u64)>,
     ) -> Result<Reported, String> {
-        let (list, key) = (s.list_key(), s.proxy_key(url));
+        self.migrate(s)?;
+        let (domain, ban_ms) = ban.unwrap_or(("", 0));
+        let (list, key) = (s.list_key(), s.proxy_key(id));
+        let (site, sites) = (s.site_key(domain), s.sites_key());
         let r: i64 = self.run(s, |c| {
             REPORT
                 .key(&list)
                 .key(&key)
-                .arg(url)
+                .key(&site)
+                .key(&sites)
+                .arg(id)
                 .arg(outcome)
                 .arg(if fault { "1" } else { "0" })
                 .arg(s.failure_threshold)
                 .arg(s.cooldown_ms)
+                .arg(ban_ms)
+                .arg(domain)
                 .invoke(c)
         })?;
         Ok(match r {
@@ -453,48 +687,157 @@ impl Store {
     }
 
     /// Adds proxies at the end of the rotation; returns how many were new.
-    /// URLs already in the pool keep their place and health.
-    pub fn add(&mut self, s: &Settings, urls: &[String]) -> Result<u32, String> {
-        if urls.is_empty() {
+    /// A proxy already in the pool (the same id: the same URL but perhaps
+    /// its password) keeps its place and health and takes the new URL and
+    /// metadata.
+    pub fn add(&mut self, s: &Settings, proxies: &[ProxyEntry]) -> Result<u32, String> {
+        if proxies.is_empty() {
             return Ok(0);
         }
-        let list = s.list_key();
-        let n: i64 = self.run(s, |c| ADD.key(&list).arg(urls).invoke(c))?;
-        Ok(n.max(0) as u32)
-    }
-
-    /// Removes proxies and their health; returns how many were known.
-    pub fn remove(&mut self, s: &Settings, urls: &[String]) -> Result<u32, String> {
-        if urls.is_empty() {
-            return Ok(0);
+        self.migrate(s)?;
+        let mut args: Vec<String> = Vec::with_capacity(proxies.len() * 5);
+        for p in proxies {
+            args.push(p.url.identity_id());
+            args.push(p.url.expose().to_string());
+            args.push(p.meta.region.clone().unwrap_or_default());
+            args.push(p.meta.tags.join(","));
+            args.push(p.meta.tier.to_string());
         }
         let (list, prefix) = (s.list_key(), s.proxy_key_prefix());
-        let n: i64 = self.run(s, |c| REMOVE.key(&list).arg(&prefix).arg(urls).invoke(c))?;
+        let n: i64 = self.run(s, |c| ADD.key(&list).arg(&prefix).arg(&args).invoke(c))?;
         Ok(n.max(0) as u32)
     }
 
-    /// One row per proxy of the pool, sorted by URL.
+    /// Removes proxies (by id, or by `scheme://` URL: its identity's id)
+    /// and their health; returns how many were known.
+    pub fn remove(&mut self, s: &Settings, ids: &[String]) -> Result<u32, String> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.migrate(s)?;
+        let ids: Vec<String> = ids
+            .iter()
+            .map(|i| match parse_entry(i) {
+                // Ids may hold a `:`; only a scheme makes it a URL.
+                Ok(e) if i.contains("://") => e.url.identity_id(),
+                _ => i.clone(),
+            })
+            .collect();
+        let (list, prefix) = (s.list_key(), s.proxy_key_prefix());
+        let n: i64 = self.run(s, |c| REMOVE.key(&list).arg(&prefix).arg(&ids).invoke(c))?;
+        Ok(n.max(0) as u32)
+    }
+
+    /// One row per proxy of the pool, sorted by id.
     pub fn stats(&mut self, s: &Settings) -> Result<Vec<Stat>, String> {
-        let (list, prefix) = (s.list_key(), s.proxy_key_prefix());
-        let v: Value = self.run(s, |c| STATS.key(&list).arg(&prefix).invoke(c))?;
+        self.migrate(s)?;
+        let (list, sites) = (s.list_key(), s.sites_key());
+        let (prefix, site_prefix) = (s.proxy_key_prefix(), s.site_key_prefix());
+        let v: Value = self.run(s, |c| {
+            STATS
+                .key(&list)
+                .key(&sites)
+                .arg(&prefix)
+                .arg(&site_prefix)
+                .invoke(c)
+        })?;
         let a = array(&v).ok_or_else(|| unexpected("get-stats", &v))?;
         let now = a
             .first()
             .and_then(int)
             .ok_or_else(|| unexpected("get-stats", &v))?;
-        let mut rows: Vec<Stat> = Vec::new();
-        for pair in a[1..].chunks(2) {
-            let (Some(url), Some(hash)) = (pair.first().and_then(string), pair.get(1)) else {
+        // id -> [(site, until)]
+        let mut bans: Vec<(String, String, u64)> = Vec::new();
+        for pair in a
+            .get(1)
+            .and_then(array)
+            .ok_or_else(|| unexpected("get-stats", &v))?
+            .chunks(2)
+        {
+            let (Some(site), Some(hash)) = (pair.first().and_then(string), pair.get(1)) else {
                 return Err(unexpected("get-stats", &v));
             };
-            if rows.iter().any(|r| r.url == url) {
+            for (id, until) in parse_hash(hash) {
+                if let Ok(until) = until.parse::<u64>()
+                    && until as i64 > now
+                {
+                    bans.push((id, site.clone(), until));
+                }
+            }
+        }
+        bans.sort();
+        let mut rows: Vec<Stat> = Vec::new();
+        for pair in a[2..].chunks(2) {
+            let (Some(id), Some(hash)) = (pair.first().and_then(string), pair.get(1)) else {
+                return Err(unexpected("get-stats", &v));
+            };
+            if rows.iter().any(|r| r.proxy.id == id) {
                 continue;
             }
             let fields = parse_hash(hash);
-            rows.push(stat_of(s, url, &fields, now));
+            if let Some(row) = stat_of(s, id, &fields, now, &bans) {
+                rows.push(row);
+            }
         }
-        rows.sort_by(|a, b| a.url.cmp(&b.url));
+        rows.sort_by(|a, b| a.proxy.id.cmp(&b.proxy.id));
         Ok(rows)
+    }
+}
+
+/// Metadata from a proxy's hash fields.
+fn meta(region: &str, tags: &str, tier: &str) -> ProxyMeta {
+    ProxyMeta {
+        region: (!region.is_empty()).then(|| region.to_string()),
+        tags: tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        tier: tier.parse().unwrap_or(0),
+    }
+}
+
+/// Why the proxies `want` admits are all out.
+#[allow(clippy::too_many_arguments)]
+fn no_proxy(
+    s: &Settings,
+    want: &Wanted,
+    domain: &str,
+    n: i64,
+    disabled: i64,
+    soonest: i64,
+    banned: i64,
+    soonest_ban: i64,
+) -> NoProxy {
+    let wish = want.describe();
+    let which = if wish.is_empty() {
+        String::new()
+    } else {
+        format!(" {wish}")
+    };
+    let pool = &s.pool;
+    let message = if banned > 0 {
+        format!("all {banned} usable proxies{which} of pool `{pool}` are banned for {domain}")
+    } else if disabled == n {
+        format!("all {n} proxies{which} of pool `{pool}` are disabled")
+    } else if disabled == 0 {
+        format!(
+            "all {n} proxies{which} of pool `{pool}` are cooling down after {} consecutive failures",
+            s.failure_threshold
+        )
+    } else {
+        format!(
+            "all {n} proxies{which} of pool `{pool}` are out: {disabled} disabled, {} cooling down",
+            n - banned - disabled
+        )
+    };
+    let retry_at_ms = [soonest, soonest_ban]
+        .into_iter()
+        .filter_map(|t| u64::try_from(t).ok())
+        .min();
+    NoProxy {
+        message,
+        retry_at_ms,
     }
 }
 
@@ -512,14 +855,23 @@ fn parse_hash(v: &Value) -> Vec<(String, String)> {
     }
 }
 
-fn stat_of(s: &Settings, url: String, fields: &[(String, String)], now: i64) -> Stat {
-    let get = |name: &str| -> u64 {
+/// The row of proxy `id`; `None` for a list member without a hash (not a
+/// proxy: never handed out either). `bans` are (id, site, until), sorted.
+fn stat_of(
+    s: &Settings,
+    id: String,
+    fields: &[(String, String)],
+    now: i64,
+    bans: &[(String, String, u64)],
+) -> Option<Stat> {
+    let text = |name: &str| {
         fields
             .iter()
             .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0)
+            .map(|(_, v)| v.as_str())
     };
+    let get = |name: &str| -> u64 { text(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let url = text("url")?.to_string();
     let until = get("until");
     let consecutive = get("consecutive");
     let state = if get("disabled") == 1 {
@@ -546,17 +898,29 @@ fn stat_of(s: &Settings, url: String, fields: &[(String, String)], now: i64) -> 
     if state == ProxyState::Active && consecutive >= u64::from(s.failure_threshold) {
         extra.push(("probation".to_string(), "yes".to_string()));
     }
+    for (_, site, until) in bans.iter().filter(|(b, _, _)| *b == id) {
+        extra.push((format!("banned.{site}"), until.to_string()));
+    }
     let last_used = get("last_used");
-    Stat {
-        url,
-        meta: Default::default(),
+    let meta = meta(
+        text("region").unwrap_or(""),
+        text("tags").unwrap_or(""),
+        text("tier").unwrap_or("0"),
+    );
+    Some(Stat {
+        proxy: Proxy {
+            id,
+            url,
+            timeout_ms: s.timeout_ms,
+            meta,
+        },
         successes: get("successes"),
         failures: get("failures"),
         consecutive_failures: u32::try_from(consecutive).unwrap_or(u32::MAX),
         state,
         last_used_ms: (last_used > 0).then_some(last_used),
         extra,
-    }
+    })
 }
 
 #[cfg(test)]

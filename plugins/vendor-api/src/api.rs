@@ -2,21 +2,30 @@
 //! natively: options, the requests to make, and what each answer means.
 //!
 //! - `GET {base_url}/proxy` with `Authorization: Bearer {token}` answers
-//!   `{"url": "scheme://[user:pass@]host:port", "timeout_ms": N}`
-//!   (`timeout_ms` optional);
-//! - `POST {base_url}/report` with
-//!   `{"proxy_url": ..., "outcome": "success"|"failure", "kind": ...}`
-//!   (`kind` is null for a success).
+//!   `{"url": "scheme://[user:pass@]host:port", "timeout_ms": N, "id": ...,
+//!   "region": "DE", "tags": [...], "tier": N}` (all but `url` optional).
+//!   What the request asks is in the query, only when it asks it:
+//!   `region`, `avoid_region`, `tags` (comma-separated), `min_tier`,
+//!   `max_tier`, `session` (its sticky key), `avoid` (proxy ids that failed
+//!   this URL); the site is not sent;
+//! - `POST {base_url}/report` with `{"proxy_id": ..., "proxy_url": ...,
+//!   "outcome": "success"|"failure", "kind": ..., "site": ...}` (`kind` is
+//!   null for a success; `proxy_url` null if the plugin no longer knows it).
 //!
 //! Every way the API can fail (429, 5xx, timeouts, unreachable, denied by
 //! the host, nonsense answers) becomes a one-line message for the
-//! contract's `backend-unavailable`.
+//! contract's `backend-unavailable`; a proxy outside what the request
+//! admits is `no-proxy-available` (never handed out).
 
 use std::time::Duration;
 
-use ytdlp_contract::limits::MAX_PROXY_TIMEOUT_MS;
-use ytdlp_contract::options::{parse_num, unknown};
-use ytdlp_contract::proxy_url;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
+use ytdlp_plugin_sdk::contract::proxy_url;
+use ytdlp_plugin_sdk::{
+    NoProxy, OptionInfo, PluginError, PluginInfo, Proxy, ProxyMeta, Request, is_host_key, num,
+    parse_region, parse_tag,
+};
 
 /// Where the API is: `http(s)://host[:port][/prefix]`, split the way
 /// wasi:http wants it.
@@ -30,10 +39,11 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    pub fn parse(url: &str) -> Result<BaseUrl, String> {
+    pub fn parse(url: &str) -> Result<BaseUrl, PluginError> {
         let bad = |why: &str| {
-            Err(format!(
-                "option `base_url`: `{url}` {why} (want http(s)://host[:port][/path])"
+            Err(PluginError::invalid(
+                "base_url",
+                format!("`{url}` {why} (want http(s)://host[:port][/path])"),
             ))
         };
         let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
@@ -90,13 +100,30 @@ pub struct Settings {
     pub request_timeout_ms: u64,
 }
 
-const KNOWN: &[&str] = &[
-    "base_url",
-    "token",
-    "token_env",
-    "timeout_ms",
-    "request_timeout_ms",
-];
+/// What `describe` answers: every option, all of which may also be given
+/// per download (each call's options are parsed over the init ones).
+pub fn describe() -> PluginInfo {
+    let o = OptionInfo::per_call;
+    ytdlp_plugin_sdk::plugin_info!()
+        .summary("proxies from a vendor's HTTP JSON API")
+        .option(o(
+            "base_url",
+            "the API: http(s)://host[:port][/path] (its origin must be granted)",
+        ))
+        .option(o("token", "the API's bearer token").secret())
+        .option(o(
+            "token_env",
+            "the name of a granted environment variable holding the token",
+        ))
+        .option(o(
+            "timeout_ms",
+            "the proxy timeout when the API gives none (default 30000)",
+        ))
+        .option(o(
+            "request_timeout_ms",
+            "bound on one API request, connect to last byte (default 400)",
+        ))
+}
 
 impl Settings {
     /// Settings from `options` over `base` (none at `init`). `env` looks up
@@ -107,7 +134,7 @@ impl Settings {
         base: Option<&Settings>,
         options: &[(String, String)],
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings, PluginError> {
         let mut base_url = base.map(|b| b.base.clone());
         let mut token = base.map(|b| b.token.clone());
         let mut timeout_ms = base.map_or(30_000, |b| b.timeout_ms);
@@ -120,18 +147,16 @@ impl Settings {
                 "base_url" => base_url = Some(BaseUrl::parse(v)?),
                 "token" => token_opt = Some(v.to_string()),
                 "token_env" => token_env = Some(v.to_string()),
-                "timeout_ms" => timeout_ms = parse_num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
-                "request_timeout_ms" => request_timeout_ms = parse_num(key, v, 1, 600_000)?,
-                other => {
-                    if let Some(refusal) = unknown(other, KNOWN) {
-                        return Err(refusal);
-                    }
-                }
+                "timeout_ms" => timeout_ms = num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
+                "request_timeout_ms" => request_timeout_ms = num(key, v, 1, 600_000)?,
+                other if is_host_key(other) => {}
+                other => return Err(PluginError::unknown_option(other)),
             }
         }
-        let base = base_url.ok_or(
-            "option `base_url` is missing: the vendor API's URL, e.g. https://api.vendor.example/v1",
-        )?;
+        let base = base_url.ok_or(PluginError::invalid(
+            "base_url",
+            "is missing: the vendor API's URL, e.g. https://api.vendor.example/v1",
+        ))?;
         // `token` wins over `token_env` when both are given.
         if let Some(t) = token_opt {
             token = Some(t);
@@ -139,17 +164,24 @@ impl Settings {
             match env(&name).filter(|v| !v.trim().is_empty()) {
                 Some(v) => token = Some(v.trim().to_string()),
                 None => {
-                    return Err(format!(
-                        "option `token_env`: the environment variable `{name}` is not set, or not granted to the plugin (grant it with env = [\"{name}\"] in the plugin's [grants])"
+                    return Err(PluginError::invalid(
+                        "token_env",
+                        format!(
+                            "the environment variable `{name}` is not set, or not granted to the plugin (grant it with env = [\"{name}\"] in the plugin's [grants])"
+                        ),
                     ));
                 }
             }
         }
-        let token = token.filter(|t| !t.is_empty()).ok_or(
+        let token = token.filter(|t| !t.is_empty()).ok_or(PluginError::invalid(
+            "token",
             "no API token: set option `token`, or `token_env` to the name of a granted environment variable that holds it",
-        )?;
+        ))?;
         if token.chars().any(|c| c.is_control()) {
-            return Err("the API token contains control characters".to_string());
+            return Err(PluginError::invalid(
+                "token",
+                "the API token contains control characters",
+            ));
         }
         Ok(Settings {
             base,
@@ -207,11 +239,37 @@ pub fn transport_message(s: &Settings, e: &TransportError) -> String {
     }
 }
 
-/// A proxy from the API.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pick {
-    pub url: String,
-    pub timeout_ms: u32,
+/// The path and query of `GET /proxy` for `request`: what it asks, and
+/// nothing when it asks nothing.
+pub fn proxy_path(s: &Settings, request: &Request) -> String {
+    let want = &request.want;
+    let mut query: Vec<(&str, String)> = Vec::new();
+    let mut list = |key, items: &[String]| {
+        if !items.is_empty() {
+            query.push((key, items.join(",")));
+        }
+    };
+    list("region", &want.regions);
+    list("avoid_region", &want.avoid_regions);
+    list("tags", &want.tags);
+    if want.min_tier > 0 {
+        query.push(("min_tier", want.min_tier.to_string()));
+    }
+    if let Some(max) = want.max_tier {
+        query.push(("max_tier", max.to_string()));
+    }
+    if let Some(key) = request.sticky_key.as_deref().filter(|k| !k.is_empty()) {
+        query.push(("session", key.to_string()));
+    }
+    if !request.avoid.is_empty() {
+        query.push(("avoid", request.avoid.join(",")));
+    }
+    let mut path = s.base.path("proxy");
+    for (n, (k, v)) in query.iter().enumerate() {
+        let v = utf8_percent_encode(v, NON_ALPHANUMERIC);
+        path.push_str(&format!("{}{k}={v}", if n == 0 { '?' } else { '&' }));
+    }
+    path
 }
 
 /// At most 120 characters of a body, on one line, for messages.
@@ -225,8 +283,13 @@ fn excerpt(body: &[u8]) -> String {
     }
 }
 
-/// What an answer to `GET /proxy` means: a proxy, or why not.
-pub fn parse_proxy_answer(s: &Settings, r: &Response) -> Result<Pick, String> {
+/// What an answer to `GET /proxy` for `request` means: a proxy, no proxy
+/// (one outside what the request admits), or why the API failed.
+pub fn parse_proxy_answer(
+    s: &Settings,
+    request: &Request,
+    r: &Response,
+) -> Result<Result<Proxy, NoProxy>, String> {
     let origin = s.base.origin();
     match r.status {
         200 => {}
@@ -289,18 +352,67 @@ pub fn parse_proxy_answer(s: &Settings, r: &Response) -> Result<Pick, String> {
             .map(|t| t as u32)
             .ok_or_else(|| bad("a `timeout_ms` that is not 1 to 600000"))?,
     };
-    Ok(Pick {
-        url: url.to_string(),
-        timeout_ms,
-    })
+    let text = |key: &str| v.get(key).and_then(|x| x.as_str());
+    let region = match text("region") {
+        None => None,
+        Some(r) => Some(parse_region(r).map_err(|_| bad("a `region` that is not a country code"))?),
+    };
+    let mut tags = Vec::new();
+    if let Some(list) = v.get("tags").and_then(|t| t.as_array()) {
+        for t in list {
+            let t = t
+                .as_str()
+                .and_then(|t| parse_tag(t).ok())
+                .ok_or_else(|| bad("a `tags` entry that is not a tag"))?;
+            tags.push(t);
+        }
+    }
+    let tier = match v.get("tier") {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(t) => t
+            .as_u64()
+            .and_then(|t| u8::try_from(t).ok())
+            .ok_or_else(|| bad("a `tier` that is not 0 to 255"))?,
+    };
+    let meta = ProxyMeta { region, tags, tier };
+    let mut proxy = Proxy::new(url, timeout_ms).with_meta(meta);
+    if let Some(id) = text("id") {
+        proxy_url::check_id(id)
+            .map_err(|_| bad("an `id` that is not 1-128 printable characters"))?;
+        proxy.id = id.to_string();
+    }
+    if !request.want.admits(&proxy.meta) {
+        let got = proxy.meta.to_string();
+        return Ok(Err(NoProxy {
+            message: format!(
+                "the vendor API at {origin} answered a proxy ({}) outside the request's wish ({})",
+                if got.is_empty() {
+                    "no metadata"
+                } else {
+                    got.as_str()
+                },
+                request.want.describe()
+            ),
+            retry_at_ms: None,
+        }));
+    }
+    Ok(Ok(proxy))
 }
 
-/// The body of `POST /report`: `kind` is `None` for a success.
-pub fn report_body(proxy_url: &str, kind: Option<&str>) -> Vec<u8> {
+/// The body of `POST /report`: `kind` is `None` for a success; the URL the
+/// proxy was handed out with, if the plugin still knows it.
+pub fn report_body(
+    proxy_id: &str,
+    proxy_url: Option<&str>,
+    kind: Option<&str>,
+    site: &str,
+) -> Vec<u8> {
     let body = serde_json::json!({
+        "proxy_id": proxy_id,
         "proxy_url": proxy_url,
         "outcome": if kind.is_some() { "failure" } else { "success" },
         "kind": kind,
+        "site": site,
     });
     body.to_string().into_bytes()
 }
@@ -374,15 +486,19 @@ mod tests {
             &opts(&[("base_url", "http://h"), ("token_env", "OTHER")]),
             env,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("`OTHER` is not set, or not granted") && err.contains("env = [\"OTHER\"]"),
             "{err}"
         );
         let err = Settings::parse(None, &opts(&[("base_url", "http://h")]), no_env).unwrap_err();
-        assert!(err.starts_with("no API token"), "{err}");
+        assert!(
+            matches!(&err, PluginError::InvalidValue { key, reason } if key == "token" && reason.starts_with("no API token")),
+            "{err}"
+        );
         let err = Settings::parse(None, &opts(&[("token", "x")]), no_env).unwrap_err();
-        assert!(err.contains("base_url"), "{err}");
+        assert!(err.to_string().contains("base_url"), "{err}");
     }
 
     #[test]
@@ -397,7 +513,52 @@ mod tests {
         assert_eq!(call.token, "t0k");
         assert_eq!(call.timeout_ms, 5000);
         let err = Settings::parse(Some(&init), &opts(&[("tokn", "x")]), no_env).unwrap_err();
-        assert!(err.contains("unknown option `tokn`"), "{err}");
+        assert_eq!(err, PluginError::unknown_option("tokn"));
+    }
+
+    #[test]
+    fn describe_lists_every_option_and_hides_the_token() {
+        let info = describe();
+        assert!(info.get("token").is_some_and(|o| o.secret));
+        let keys: Vec<&str> = info.options.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "base_url",
+                "token",
+                "token_env",
+                "timeout_ms",
+                "request_timeout_ms"
+            ]
+        );
+        assert!(info.check(&opts(&[("tokn", "x")]), true).is_err());
+    }
+
+    /// What a request for `domain` asking nothing looks like.
+    fn plain() -> Request {
+        Request {
+            site: ytdlp_plugin_sdk::Site {
+                host: "www.video.example".into(),
+                domain: "video.example".into(),
+            },
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn the_query_says_what_the_request_asks_and_only_that() {
+        let s = settings();
+        assert_eq!(proxy_path(&s, &plain()), "/v1/proxy");
+        let mut r = plain();
+        r.want.regions = vec!["DE".into(), "AT".into()];
+        r.want.min_tier = 1;
+        r.want.max_tier = Some(2);
+        r.sticky_key = Some("login 1&x".into());
+        r.avoid = vec!["p1".into(), "p2".into()];
+        assert_eq!(
+            proxy_path(&s, &r),
+            "/v1/proxy?region=DE%2CAT&min_tier=1&max_tier=2&session=login%201%26x&avoid=p1%2Cp2"
+        );
     }
 
     #[test]
@@ -405,48 +566,87 @@ mod tests {
         let s = settings();
         let p = parse_proxy_answer(
             &s,
+            &plain(),
             &answer(
                 200,
                 r#"{"url": "http://u:p@10.1.1.1:3128", "timeout_ms": 7000}"#,
             ),
         )
+        .unwrap()
         .unwrap();
         assert_eq!(p.url, "http://u:p@10.1.1.1:3128");
         assert_eq!(p.timeout_ms, 7000);
-        let p = parse_proxy_answer(&s, &answer(200, r#"{"url": "socks5://h:1080"}"#)).unwrap();
+        assert_eq!(p.id, Proxy::new("http://u:other@10.1.1.1:3128", 1).id);
+        let p = parse_proxy_answer(&s, &plain(), &answer(200, r#"{"url": "socks5://h:1080"}"#))
+            .unwrap()
+            .unwrap();
         assert_eq!(p.timeout_ms, 30_000);
+        // With the vendor's id and metadata.
+        let body = r#"{"url": "http://h:1", "id": "vendor-7", "region": "de", "tags": ["mobile"], "tier": 2}"#;
+        let p = parse_proxy_answer(&s, &plain(), &answer(200, body))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.id, "vendor-7");
+        assert_eq!(p.meta.to_string(), "region=DE;tags=mobile;tier=2");
+        assert!(p.check().is_ok());
+    }
+
+    #[test]
+    fn a_proxy_outside_the_wish_is_no_proxy() {
+        let s = settings();
+        let mut r = plain();
+        r.want.regions = vec!["FR".into()];
+        let body = r#"{"url": "http://h:1", "region": "DE"}"#;
+        let np = parse_proxy_answer(&s, &r, &answer(200, body))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            np.message,
+            "the vendor API at http://127.0.0.1:8080 answered a proxy (region=DE) outside the request's wish (in region FR)"
+        );
+        r.want.regions = vec!["DE".into()];
+        assert!(
+            parse_proxy_answer(&s, &r, &answer(200, body))
+                .unwrap()
+                .is_ok()
+        );
     }
 
     #[test]
     fn failures_say_what_the_api_did() {
         let s = settings();
+        let r = plain();
         let mut limited = answer(429, "slow down");
         limited.retry_after = Some("30".to_string());
-        let err = parse_proxy_answer(&s, &limited).unwrap_err();
+        let err = parse_proxy_answer(&s, &r, &limited).unwrap_err();
         assert_eq!(
             err,
             "rate limited by the vendor API at http://127.0.0.1:8080 (HTTP 429); retry after 30 s"
         );
         limited.retry_after = Some("Wed, 21 Oct 2026 07:28:00 GMT".to_string());
-        let err = parse_proxy_answer(&s, &limited).unwrap_err();
+        let err = parse_proxy_answer(&s, &r, &limited).unwrap_err();
         assert!(
             err.ends_with("; retry after Wed, 21 Oct 2026 07:28:00 GMT"),
             "{err}"
         );
-        let err = parse_proxy_answer(&s, &answer(500, "boom\n")).unwrap_err();
+        let err = parse_proxy_answer(&s, &r, &answer(500, "boom\n")).unwrap_err();
         assert_eq!(
             err,
             "the vendor API at http://127.0.0.1:8080 failed: HTTP 500 boom"
         );
-        let err = parse_proxy_answer(&s, &answer(401, "")).unwrap_err();
+        let err = parse_proxy_answer(&s, &r, &answer(401, "")).unwrap_err();
         assert!(err.contains("refused the token"), "{err}");
         for (body, want) in [
             ("<html>", "not JSON"),
             (r#"{"proxy": "x"}"#, "without a proxy `url`"),
             (r#"{"url": "ftp://h:1"}"#, "not scheme://host:port"),
             (r#"{"url": "http://h:1", "timeout_ms": 0}"#, "timeout_ms"),
+            (r#"{"url": "http://h:1", "region": "Germany"}"#, "region"),
+            (r#"{"url": "http://h:1", "tags": ["a b"]}"#, "tags"),
+            (r#"{"url": "http://h:1", "tier": 300}"#, "tier"),
+            (r#"{"url": "http://h:1", "id": "a b"}"#, "id"),
         ] {
-            let err = parse_proxy_answer(&s, &answer(200, body)).unwrap_err();
+            let err = parse_proxy_answer(&s, &r, &answer(200, body)).unwrap_err();
             assert!(err.contains(want), "{body}: {err}");
         }
     }
@@ -465,15 +665,26 @@ mod tests {
 
     #[test]
     fn report_bodies_are_the_documented_json() {
-        let v: serde_json::Value =
-            serde_json::from_slice(&report_body("http://h:1", Some("proxy-timeout"))).unwrap();
+        let body = report_body(
+            "p1a2b3c4d",
+            Some("http://h:1"),
+            Some("proxy-timeout"),
+            "video.example",
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"proxy_url": "http://h:1", "outcome": "failure", "kind": "proxy-timeout"})
+            serde_json::json!({
+                "proxy_id": "p1a2b3c4d",
+                "proxy_url": "http://h:1",
+                "outcome": "failure",
+                "kind": "proxy-timeout",
+                "site": "video.example",
+            })
         );
         let v: serde_json::Value =
-            serde_json::from_slice(&report_body("http://h:1", None)).unwrap();
+            serde_json::from_slice(&report_body("p1a2b3c4d", None, None, "")).unwrap();
         assert_eq!(v["outcome"], "success");
-        assert!(v["kind"].is_null());
+        assert!(v["kind"].is_null() && v["proxy_url"].is_null());
     }
 }

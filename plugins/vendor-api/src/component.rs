@@ -1,89 +1,100 @@
-//! The WIT glue: settings from `init` (the token read once from an option
-//! or a granted environment variable), each call's options over them.
+//! The contract glue, through the SDK: settings from `init` (the token
+//! read once from an option or a granted environment variable), each
+//! call's options over them.
 
-use std::cell::RefCell;
+use std::collections::HashMap;
+
+use ytdlp_plugin_sdk::{
+    Backend, Failure, GetProxyError, Options, PluginError, PluginInfo, Proxy, Request, Success,
+};
 
 use crate::api::{self, Settings};
 use crate::http;
 
-wit_bindgen::generate!({
-    path: "../../wit/proxy-0.1.wit",
-    world: "proxy-backend",
-});
-
-use exports::ytdlp::proxy::backend::Guest as Backend;
-use ytdlp::proxy::types::{Failure, GetProxyError, Options, Proxy};
-
-thread_local! {
-    static SETTINGS: RefCell<Option<Settings>> = const { RefCell::new(None) };
-}
+/// How many handed-out proxies' URLs are remembered for the reports (the
+/// contract reports by id; the vendor's API wants the URL back too).
+const REMEMBERED: usize = 256;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The settings for this call: its options over the init ones.
-fn call_settings(options: &Options) -> Result<Settings, String> {
-    SETTINGS.with(|cell| {
-        let init = cell.borrow();
-        let init = init.as_ref().ok_or("not initialised")?;
-        Settings::parse(Some(init), options, env)
-    })
+struct VendorApi {
+    settings: Settings,
+    /// Proxy id -> the URL it was handed out with (recent ones).
+    urls: HashMap<String, String>,
 }
 
-ytdlp_contract::failure_kind_conversions!(v0_1: ytdlp::proxy::types::FailureKind);
-
-/// Reports cannot fail in the contract; one that the API does not take is
-/// dropped (the vendor's own accounting is the vendor's).
-fn report(proxy_url: &str, kind: Option<&str>, options: &Options) {
-    let Ok(s) = call_settings(options) else {
-        return;
-    };
-    let body = api::report_body(proxy_url, kind);
-    let _ = http::send(
-        &s.base,
-        "report",
-        &s.authorization(),
-        Some(&body),
-        s.request_timeout(),
-    );
+impl VendorApi {
+    /// Reports cannot fail in the contract; one that the API does not take
+    /// is dropped (the vendor's own accounting is the vendor's).
+    fn report(&mut self, proxy_id: &str, request: &Request, kind: Option<&str>, options: &Options) {
+        let Ok(s) = Settings::parse(Some(&self.settings), options, env) else {
+            return;
+        };
+        let url = self.urls.get(proxy_id).map(String::as_str);
+        let body = api::report_body(proxy_id, url, kind, &request.site.domain);
+        let _ = http::send(
+            &s.base,
+            &s.base.path("report"),
+            &s.authorization(),
+            Some(&body),
+            s.request_timeout(),
+        );
+    }
 }
-
-struct VendorApi;
 
 impl Backend for VendorApi {
-    fn init(options: Options) -> Result<(), String> {
-        let settings = Settings::parse(None, &options, env)?;
-        SETTINGS.with(|cell| *cell.borrow_mut() = Some(settings));
-        Ok(())
+    fn init(options: &Options) -> Result<Self, PluginError> {
+        Ok(VendorApi {
+            settings: Settings::parse(None, options, env)?,
+            urls: HashMap::new(),
+        })
     }
 
-    fn get_proxy(options: Options) -> Result<Proxy, GetProxyError> {
-        let s = call_settings(&options).map_err(GetProxyError::BackendUnavailable)?;
+    fn get_proxy(&mut self, request: &Request, options: &Options) -> Result<Proxy, GetProxyError> {
+        let s = Settings::parse(Some(&self.settings), options, env)
+            .map_err(|e| GetProxyError::Unavailable(e.to_string()))?;
         let answer = http::send(
             &s.base,
-            "proxy",
+            &api::proxy_path(&s, request),
             &s.authorization(),
             None,
             s.request_timeout(),
         )
-        .map_err(|e| GetProxyError::BackendUnavailable(api::transport_message(&s, &e)))?;
-        let pick =
-            api::parse_proxy_answer(&s, &answer).map_err(GetProxyError::BackendUnavailable)?;
-        Ok(Proxy {
-            url: pick.url,
-            timeout_ms: pick.timeout_ms,
-        })
+        .map_err(|e| GetProxyError::Unavailable(api::transport_message(&s, &e)))?;
+        let proxy =
+            api::parse_proxy_answer(&s, request, &answer).map_err(GetProxyError::Unavailable)??;
+        if self.urls.len() >= REMEMBERED {
+            self.urls.clear();
+        }
+        self.urls.insert(proxy.id.clone(), proxy.url.clone());
+        Ok(proxy)
     }
 
-    fn report_success(proxy_url: String, options: Options) {
-        report(&proxy_url, None, &options);
+    fn report_success(
+        &mut self,
+        proxy_id: &str,
+        request: &Request,
+        _: &Success,
+        options: &Options,
+    ) {
+        self.report(proxy_id, request, None, options);
     }
 
-    fn report_failure(proxy_url: String, failure: Failure, options: Options) {
-        let kind = ytdlp_contract::FailureKind::from(failure.kind);
-        report(&proxy_url, Some(kind.name()), &options);
+    fn report_failure(
+        &mut self,
+        proxy_id: &str,
+        request: &Request,
+        f: &Failure,
+        options: &Options,
+    ) {
+        self.report(proxy_id, request, Some(f.kind.name()), options);
+    }
+
+    fn describe() -> PluginInfo {
+        api::describe()
     }
 }
 
-export!(VendorApi);
+ytdlp_plugin_sdk::export_backend!(VendorApi);

@@ -55,10 +55,11 @@ fn map_error(e: &ErrorCode) -> TransportError {
     }
 }
 
-/// Sends one request; `body` is JSON for a POST, `None` for a GET.
+/// Sends one request to `path` (with its query) on `base`'s origin;
+/// `body` is JSON for a POST, `None` for a GET.
 pub fn send(
     base: &BaseUrl,
-    endpoint: &str,
+    path: &str,
     authorization: &str,
     body: Option<&[u8]>,
     timeout: Duration,
@@ -93,7 +94,7 @@ pub fn send(
         .set_authority(Some(&base.authority))
         .map_err(|_| other("authority"))?;
     request
-        .set_path_with_query(Some(&base.path(endpoint)))
+        .set_path_with_query(Some(path))
         .map_err(|_| other("path"))?;
     let outgoing = request.body().map_err(|_| other("request body"))?;
     let options = RequestOptions::new();

@@ -3,7 +3,8 @@
 //!
 //! [`api`] is the protocol (options, answers, messages), tested natively;
 //! `http` (wasm only) sends requests through wasi:http, which the host
-//! allows only to granted origins; `component` (wasm only) is the WIT glue.
+//! allows only to granted origins; `component` (wasm only) is the contract
+//! glue, through the SDK.
 
 pub mod api;
 

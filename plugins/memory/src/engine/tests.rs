@@ -1,6 +1,7 @@
 //! Every rule of the engine, with a controlled clock and seeded randomness.
 
 use super::*;
+use ytdlp_plugin_sdk::{Site, Wanted};
 
 fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -9,24 +10,64 @@ fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// An engine over `urls` with extra options (seed fixed).
-fn engine_with(urls: &[&str], extra: &[(&str, &str)]) -> Engine {
-    let mut pairs: Vec<(&str, &str)> = urls.iter().map(|u| ("proxy", *u)).collect();
+/// An engine over `lines` (proxy-list syntax) with extra options (seed
+/// fixed).
+fn engine_with(lines: &[&str], extra: &[(&str, &str)]) -> Engine {
+    let mut pairs: Vec<(&str, &str)> = lines.iter().map(|u| ("proxy", *u)).collect();
     pairs.push(("seed", "7"));
     pairs.extend_from_slice(extra);
     Engine::from_options(&opts(&pairs)).unwrap()
 }
 
-fn engine(urls: &[&str]) -> Engine {
-    engine_with(urls, &[])
+fn engine(lines: &[&str]) -> Engine {
+    engine_with(lines, &[])
+}
+
+fn entry(line: &str) -> ProxyEntry {
+    parse_entry(line).unwrap()
+}
+
+fn id(url: &str) -> String {
+    entry(url).url.identity_id()
+}
+
+fn row(e: &Engine, url: &str, now: u64) -> Stat {
+    e.stats(now)
+        .into_iter()
+        .find(|s| s.proxy.url == url)
+        .unwrap_or_else(|| panic!("no row for {url}"))
 }
 
 fn state(e: &Engine, url: &str, now: u64) -> ProxyState {
-    e.stats(now)
-        .into_iter()
-        .find(|s| s.url == url)
-        .unwrap()
-        .state
+    row(e, url, now).state
+}
+
+/// A request for a URL of `domain`.
+fn site(domain: &str) -> Request {
+    Request {
+        url: format!("https://www.{domain}/watch"),
+        site: Site {
+            host: format!("www.{domain}"),
+            domain: domain.to_string(),
+        },
+        attempt: 1,
+        download_id: "d1".into(),
+        ..Request::default()
+    }
+}
+
+fn wanting(want: Wanted) -> Request {
+    Request {
+        want,
+        ..site("video.example")
+    }
+}
+
+fn regions(r: &[&str]) -> Wanted {
+    Wanted {
+        regions: r.iter().map(|s| s.to_string()).collect(),
+        ..Wanted::default()
+    }
 }
 
 const A: &str = "http://a:1";
@@ -41,16 +82,42 @@ fn round_robin_cycles_in_order() {
 }
 
 #[test]
+fn a_proxy_is_handed_out_with_its_identity_and_metadata() {
+    let mut e = engine(&["http://u:s3cret@10.0.0.1:3128;region=de;tags=residential;tier=1"]);
+    let p = e.next(0).unwrap();
+    assert_eq!(p.id, id("http://u:other@10.0.0.1:3128"));
+    assert_eq!(p.url, "http://u:s3cret@10.0.0.1:3128");
+    assert_eq!(p.meta.region.as_deref(), Some("DE"));
+    assert_eq!(
+        (p.meta.tags.as_slice(), p.meta.tier),
+        (&["residential".to_string()][..], 1)
+    );
+    assert!(p.check().is_ok());
+    // The stats row is the same proxy.
+    assert_eq!(e.stats(0)[0].proxy, p);
+}
+
+#[test]
 fn threshold_counts_consecutive_proxy_faults_only() {
     let mut e = engine(&[A, B]);
-    e.failure(A, Kind::ProxyConnect, "s", 0);
-    e.failure(A, Kind::ProxyTimeout, "s", 0);
+    let a = id(A);
+    e.failure(&a, Kind::ProxyConnect, "s", 0);
+    e.failure(&a, Kind::ProxyTimeout, "s", 0);
     assert_eq!(state(&e, A, 0), ProxyState::Active);
-    e.failure(A, Kind::ProxyAuth, "s", 0);
+    e.failure(&a, Kind::ProxyAuth, "s", 0);
     assert!(matches!(state(&e, A, 0), ProxyState::CoolingDown(_)));
     for t in 0..4 {
         assert_eq!(e.next(t).unwrap().url, B);
     }
+}
+
+#[test]
+fn reports_name_the_id_or_the_url() {
+    let mut e = engine(&[A]);
+    e.success(&id(A), 0);
+    e.success(A, 0);
+    e.success("p00000000", 0);
+    assert_eq!(e.stats(0)[0].successes, 2);
 }
 
 #[test]
@@ -81,29 +148,65 @@ fn content_host_and_unknown_never_count() {
 }
 
 #[test]
-fn blocked_benches_the_proxy_for_that_site_only() {
+fn geo_restricted_is_counted_by_kind_and_nothing_else() {
+    let mut e = engine_with(&[A, B], &[("failure_threshold", "1")]);
+    for t in 0..5 {
+        e.failure(&id(A), Kind::GeoRestricted, "video.example", t);
+    }
+    let s = row(&e, A, 5);
+    assert_eq!((s.state, s.consecutive_failures), (ProxyState::Active, 0));
+    assert_eq!(s.failures, 5);
+    assert!(
+        s.extra
+            .contains(&("failures.geo-restricted".into(), "5".into()))
+    );
+    // No ban: the site's other URLs may be fine from there.
+    assert!(!s.extra.iter().any(|(k, _)| k.starts_with("banned.")));
+    let got: Vec<String> = (0..2)
+        .map(|t| e.next_for(10 + t, &site("video.example")).unwrap().url)
+        .collect();
+    assert!(got.contains(&A.to_string()), "{got:?}");
+}
+
+#[test]
+fn blocked_benches_the_proxy_for_that_domain_only() {
     let mut e = engine_with(&[A, B], &[("site_ban_ms", "1000")]);
-    e.failure(A, Kind::Blocked, "video.example", 10);
+    e.failure(&id(A), Kind::Blocked, "video.example", 10);
     // Not counted toward disabling.
     assert_eq!(state(&e, A, 10), ProxyState::Active);
+    // Any host of that domain is that site.
+    let mut other_host = site("video.example");
+    other_host.site.host = "m.video.example".into();
     for t in 11..15 {
-        assert_eq!(e.next_for(t, "video.example", None).unwrap().url, B);
+        assert_eq!(e.next_for(t, &site("video.example")).unwrap().url, B);
+        assert_eq!(e.next_for(t, &other_host).unwrap().url, B);
     }
     // Other sites still get A.
     let other: Vec<String> = (0..2)
-        .map(|t| e.next_for(20 + t, "other.example", None).unwrap().url)
+        .map(|t| e.next_for(20 + t, &site("other.example")).unwrap().url)
         .collect();
     assert!(other.contains(&A.to_string()), "{other:?}");
     // The ban shows in stats and ends after site_ban_ms.
     assert!(
-        e.stats(20)[0]
+        row(&e, A, 20)
             .extra
             .contains(&("banned.video.example".into(), "1010".into()))
     );
     let after: Vec<String> = (0..2)
-        .map(|t| e.next_for(1011 + t, "video.example", None).unwrap().url)
+        .map(|t| e.next_for(1011 + t, &site("video.example")).unwrap().url)
         .collect();
     assert!(after.contains(&A.to_string()), "{after:?}");
+}
+
+#[test]
+fn a_longer_retry_after_lengthens_the_ban() {
+    let mut e = engine_with(&[A], &[("site_ban_ms", "1000")]);
+    e.failure_after(&id(A), Kind::Blocked, "s.example", Some(5000), 0);
+    assert!(e.next_for(4999, &site("s.example")).is_err());
+    assert!(e.next_for(5000, &site("s.example")).is_ok());
+    // A shorter one does not shorten it.
+    e.failure_after(&id(A), Kind::Blocked, "s.example", Some(10), 6000);
+    assert!(e.next_for(6999, &site("s.example")).is_err());
 }
 
 #[test]
@@ -111,10 +214,10 @@ fn every_proxy_banned_for_a_site_says_when_the_first_comes_back() {
     let mut e = engine_with(&[A, B], &[("site_ban_ms", "1000")]);
     e.failure(A, Kind::Blocked, "s", 0);
     e.failure(B, Kind::Blocked, "s", 500);
-    let err = e.next_for(600, "s", None).unwrap_err();
+    let err = e.next_for(600, &site("s")).unwrap_err();
     assert_eq!(err.retry_at_ms, Some(1000));
     assert!(err.message.contains("banned for s"), "{}", err.message);
-    assert!(e.next_for(600, "t", None).is_ok());
+    assert!(e.next_for(600, &site("t")).is_ok());
 }
 
 #[test]
@@ -152,7 +255,7 @@ fn recovery_on_probation_after_backoff() {
     // the threshold again and the window starts from the base.
     let _ = e.next(23800);
     e.success(A, 23900);
-    let s = e.stats(23900).into_iter().find(|s| s.url == A).unwrap();
+    let s = row(&e, A, 23900);
     assert!(!s.extra.iter().any(|(k, _)| k == "probation"), "{s:?}");
     e.failure(A, Kind::ProxyConnect, "", 24000);
     assert_eq!(state(&e, A, 24000), ProxyState::CoolingDown(25000));
@@ -230,30 +333,253 @@ fn no_proxies_is_an_error_not_a_panic() {
 #[test]
 fn sticky_keys_keep_a_proxy_while_it_works() {
     let mut e = engine_with(&[A, B, C], &[("failure_threshold", "1")]);
-    let first = e.next_for(0, "s", Some("playlist-1")).unwrap().url;
+    let keyed = |key: &str| Request {
+        sticky_key: Some(key.to_string()),
+        ..site("s")
+    };
+    let first = e.next_for(0, &keyed("playlist-1")).unwrap();
     for t in 1..5 {
-        assert_eq!(e.next_for(t, "s", Some("playlist-1")).unwrap().url, first);
+        assert_eq!(e.next_for(t, &keyed("playlist-1")).unwrap(), first);
     }
     // Other keys rotate as usual.
-    let other = e.next_for(5, "s", Some("playlist-2")).unwrap().url;
+    let other = e.next_for(5, &keyed("playlist-2")).unwrap();
     assert_ne!(other, first);
     // When the sticky proxy fails, the key moves to another one and stays.
-    e.failure(&first, Kind::ProxyConnect, "s", 6);
-    let moved = e.next_for(7, "s", Some("playlist-1")).unwrap().url;
+    e.failure(&first.id, Kind::ProxyConnect, "s", 6);
+    let moved = e.next_for(7, &keyed("playlist-1")).unwrap();
     assert_ne!(moved, first);
-    assert_eq!(e.next_for(8, "s", Some("playlist-1")).unwrap().url, moved);
+    assert_eq!(e.next_for(8, &keyed("playlist-1")).unwrap(), moved);
     // A site ban also moves it, for that site.
-    e.failure(&moved, Kind::Blocked, "s", 9);
-    assert_ne!(e.next_for(10, "s", Some("playlist-1")).unwrap().url, moved);
+    e.failure(&moved.id, Kind::Blocked, "s", 9);
+    assert_ne!(e.next_for(10, &keyed("playlist-1")).unwrap(), moved);
 }
 
 #[test]
-fn credentials_are_part_of_identity() {
-    let mut e = engine(&["http://a:x@h:1", "http://b:y@h:1", "http://a:x@h:1"]);
-    assert_eq!(e.len(), 2);
-    e.failure("http://a:x@h:1", Kind::ProxyConnect, "", 0);
-    assert_eq!(e.stats(0)[1].failures, 0);
-    assert_eq!(e.stats(0)[0].failures, 1);
+fn a_sticky_proxy_the_request_avoids_or_does_not_admit_is_left() {
+    let mut e = engine(&[
+        "http://de1:1;region=DE",
+        "http://de2:1;region=DE",
+        "http://fr:1;region=FR",
+    ]);
+    let mut r = Request {
+        sticky_key: Some("login".into()),
+        ..site("s")
+    };
+    let first = e.next_for(0, &r).unwrap();
+    assert_eq!(first.url, "http://de1:1");
+    assert_eq!(e.next_for(1, &r).unwrap(), first);
+    // It failed this URL: the next attempt avoids it, and the key moves.
+    r.avoid = vec![first.id.clone()];
+    let second = e.next_for(2, &r).unwrap();
+    assert_ne!(second, first);
+    r.avoid.clear();
+    assert_eq!(e.next_for(3, &r).unwrap(), second);
+    // A wish it does not meet moves it too.
+    r.want = regions(&["FR"]);
+    assert_eq!(e.next_for(4, &r).unwrap().url, "http://fr:1");
+}
+
+#[test]
+fn only_proxies_the_request_admits_are_handed_out() {
+    let mut e = engine(&[
+        "http://fr:1;region=FR",
+        "http://us:1;region=US-CA;tags=residential",
+        "http://us2:1;region=US;tags=datacenter",
+        "http://none:1",
+    ]);
+    for t in 0..6 {
+        assert_eq!(
+            e.next_for(t, &wanting(regions(&["FR"]))).unwrap().url,
+            "http://fr:1"
+        );
+    }
+    // A sub-region is inside its country.
+    let us: BTreeSet<String> = (0..6)
+        .map(|t| e.next_for(t, &wanting(regions(&["US"]))).unwrap().url)
+        .collect();
+    assert_eq!(
+        us.into_iter().collect::<Vec<_>>(),
+        ["http://us2:1", "http://us:1"]
+    );
+    let tagged = Wanted {
+        tags: vec!["residential".into()],
+        ..Wanted::default()
+    };
+    assert_eq!(e.next_for(9, &wanting(tagged)).unwrap().url, "http://us:1");
+    let away = Wanted {
+        avoid_regions: vec!["US".into(), "FR".into()],
+        ..Wanted::default()
+    };
+    assert_eq!(e.next_for(9, &wanting(away)).unwrap().url, "http://none:1");
+    // Nothing in DE: the answer says what there is.
+    let err = e.next_for(10, &wanting(regions(&["DE"]))).unwrap_err();
+    assert_eq!(
+        err.message,
+        "no proxy in region DE (4 proxies, regions: FR, US, US-CA)"
+    );
+    assert_eq!(err.retry_at_ms, None);
+}
+
+#[test]
+fn a_wish_whose_proxies_are_all_out_says_so_for_them() {
+    let mut e = engine_with(
+        &["http://de:1;region=DE", "http://fr:1;region=FR"],
+        &[("failure_threshold", "1"), ("jitter", "none")],
+    );
+    e.failure("http://de:1", Kind::ProxyConnect, "", 0);
+    let err = e.next_for(1, &wanting(regions(&["DE"]))).unwrap_err();
+    assert_eq!(
+        err.message,
+        "all 1 proxies in region DE are cooling down after failures"
+    );
+    assert_eq!(err.retry_at_ms, Some(300_000));
+    assert_eq!(e.next(2).unwrap().url, "http://fr:1");
+}
+
+#[test]
+fn avoided_proxies_only_when_nothing_else_is_admitted() {
+    let mut e = engine(&[A, B, C]);
+    let mut r = site("s");
+    r.avoid = vec![id(A), id(B)];
+    for t in 0..4 {
+        assert_eq!(e.next_for(t, &r).unwrap().url, C);
+    }
+    // With C banned for the site, an avoided one is better than none.
+    e.failure(&id(C), Kind::Blocked, "s", 5);
+    let got = e.next_for(6, &r).unwrap().url;
+    assert!(got == A || got == B, "{got}");
+    // Unknown ids in `avoid` are ignored.
+    r.avoid = vec!["nope".into()];
+    assert!(e.next_for(7, &r).is_ok());
+}
+
+#[test]
+fn the_cheapest_admitted_tier_comes_first_then_the_strategy() {
+    for strategy in [
+        "round_robin",
+        "random",
+        "least_used",
+        "healthiest",
+        "weighted",
+    ] {
+        let mut e = engine_with(
+            &[
+                "http://dear:1;tier=2",
+                "http://cheap-de:1;region=DE",
+                "http://mid:1;tier=1",
+                "http://cheap-fr:1;region=FR",
+            ],
+            &[("strategy", strategy), ("failure_threshold", "1")],
+        );
+        let got: BTreeSet<String> = (0..40).map(|t| e.next(t).unwrap().url).collect();
+        // Both tier-0 proxies (two classes) share the load; dearer ones wait.
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            ["http://cheap-de:1", "http://cheap-fr:1"],
+            "{strategy}"
+        );
+        e.failure("http://cheap-de:1", Kind::ProxyConnect, "", 50);
+        e.failure("http://cheap-fr:1", Kind::Blocked, "s", 50);
+        assert_eq!(
+            e.next_for(51, &site("s")).unwrap().url,
+            "http://mid:1",
+            "{strategy}"
+        );
+        // A floor from the host (a site refusing cheap tiers) skips them.
+        let floor = Wanted {
+            min_tier: 2,
+            ..Wanted::default()
+        };
+        assert_eq!(
+            e.next_for(52, &wanting(floor)).unwrap().url,
+            "http://dear:1"
+        );
+        // A cap the pool cannot meet now.
+        let cap = Wanted {
+            max_tier: Some(0),
+            ..Wanted::default()
+        };
+        let err = e
+            .next_for(
+                53,
+                &Request {
+                    want: cap,
+                    ..site("s")
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "all 1 usable proxies of tier 0 are banned for s"
+        );
+    }
+}
+
+#[test]
+fn round_robin_over_several_classes_keeps_one_order() {
+    let mut e = engine(&[
+        "http://a:1;region=DE",
+        "http://b:1;region=FR",
+        "http://c:1;region=DE",
+        "http://d:1;region=FR",
+    ]);
+    let got: Vec<String> = (0..5).map(|t| e.next(t).unwrap().url).collect();
+    assert_eq!(
+        got,
+        [
+            "http://a:1",
+            "http://b:1",
+            "http://c:1",
+            "http://d:1",
+            "http://a:1"
+        ]
+    );
+    let de: Vec<String> = (0..3)
+        .map(|t| e.next_for(t, &wanting(regions(&["DE"]))).unwrap().url)
+        .collect();
+    assert_eq!(de, ["http://c:1", "http://a:1", "http://c:1"]);
+}
+
+#[test]
+fn the_id_survives_a_password_change_and_collisions_get_a_suffix() {
+    // Two passwords of one identity at once: told apart in list order.
+    let mut e = engine(&["http://u:one@h:1", "http://u:two@h:1", "http://v:x@h:1"]);
+    let base = id("http://u:one@h:1");
+    let ids: Vec<String> = e.stats(0).into_iter().map(|s| s.proxy.id).collect();
+    assert_eq!(
+        ids,
+        [base.clone(), format!("{base}-2"), id("http://v:x@h:1")]
+    );
+    // Deterministic: the same list gives the same ids.
+    let again: Vec<String> = engine(&["http://u:one@h:1", "http://u:two@h:1", "http://v:x@h:1"])
+        .stats(0)
+        .into_iter()
+        .map(|s| s.proxy.id)
+        .collect();
+    assert_eq!(again, ids);
+    // The same URL twice is one proxy.
+    assert_eq!(engine(&[A, A, B]).len(), 2);
+    // Remove then add with a new password: the same id, its health kept.
+    e.failure(&base, Kind::ProxyConnect, "", 0);
+    assert!(e.remove(&base));
+    assert!(e.add(&entry("http://u:three@h:1"), 1, true));
+    let s = e.stats(0).into_iter().find(|s| s.proxy.id == base).unwrap();
+    assert_eq!(
+        (s.proxy.url.as_str(), s.failures),
+        ("http://u:three@h:1", 1)
+    );
+    assert_eq!(e.len(), 3);
+}
+
+#[test]
+fn a_known_url_added_again_takes_the_new_metadata() {
+    let mut e = engine(&["http://a:1;region=DE"]);
+    e.success(A, 0);
+    assert!(!e.add(&entry("http://a:1;region=FR;tier=1"), 1, true));
+    let p = e.next(1).unwrap();
+    assert_eq!((p.meta.region.as_deref(), p.meta.tier), (Some("FR"), 1));
+    assert!(e.next_for(2, &wanting(regions(&["DE"]))).is_err());
+    assert_eq!(e.stats(2)[0].successes, 1);
 }
 
 #[test]
@@ -262,20 +588,20 @@ fn the_list_changes_without_losing_health() {
     e.success(A, 0);
     e.failure(B, Kind::ProxyConnect, "", 0);
     // A reload with B gone and C new; A keeps its counts.
-    let list = vec![(A.to_string(), 1), (C.to_string(), 1)];
+    let list = vec![(entry(A), 1), (entry(C), 1)];
     e.retain_configured(&list);
-    for (u, w) in &list {
-        e.add(u, *w, false);
+    for (en, w) in &list {
+        e.add(en, *w, false);
     }
     let stats = e.stats(0);
-    let urls: Vec<&str> = stats.iter().map(|s| s.url.as_str()).collect();
+    let urls: Vec<&str> = stats.iter().map(|s| s.proxy.url.as_str()).collect();
     assert_eq!(urls, [A, C]);
     assert_eq!(stats[0].successes, 1);
     // Added through admin, B comes back with its old health.
-    assert!(e.add(B, 1, true));
-    assert_eq!(e.stats(0).iter().find(|s| s.url == B).unwrap().failures, 1);
-    // Removal takes it out of rotation.
-    assert!(e.remove(A));
+    assert!(e.add(&entry(B), 1, true));
+    assert_eq!(row(&e, B, 0).failures, 1);
+    // Removal (by id or URL) takes it out of rotation.
+    assert!(e.remove(&id(A)));
     assert!(!e.remove(A));
     for t in 0..4 {
         assert_ne!(e.next(t).unwrap().url, A);
@@ -307,7 +633,7 @@ fn least_used_evens_out_use() {
     }
     assert!(counts.values().all(|&n| n == 10), "{counts:?}");
     // A proxy added later is used until it has caught up.
-    e.add("http://d:1", 1, true);
+    e.add(&entry("http://d:1"), 1, true);
     for t in 30..35 {
         assert_eq!(e.next(t).unwrap().url, "http://d:1");
     }
@@ -329,7 +655,7 @@ fn healthiest_prefers_health_but_tries_new_proxies() {
     }
     // A new proxy's prior (2 successes, 0.25 failures) puts it ahead of
     // both until its own record says otherwise.
-    e.add(C, 1, true);
+    e.add(&entry(C), 1, true);
     assert_eq!(e.next(10).unwrap().url, C);
     e.failure(C, Kind::ProxyConnect, "", 11);
     assert_eq!(e.next(12).unwrap().url, A);
@@ -352,10 +678,11 @@ fn weighted_follows_the_weights() {
         }
     }
     assert!((1700..1900).contains(&a), "{a}");
-    // Weight 0: never.
+    // Weight 0 (given by id here): never.
+    let by_id = format!("{}=0", id(A));
     let mut e = engine_with(
         &[A, B],
-        &[("strategy", "weighted"), ("weight", "http://a:1=0")],
+        &[("strategy", "weighted"), ("weight", by_id.as_str())],
     );
     for t in 0..100 {
         assert_eq!(e.next(t).unwrap().url, B);
@@ -378,7 +705,33 @@ fn every_strategy_skips_banned_and_cooling_proxies() {
         e.failure(A, Kind::ProxyConnect, "", 0);
         e.failure(B, Kind::Blocked, "s", 0);
         for t in 1..30 {
-            assert_eq!(e.next_for(t, "s", None).unwrap().url, C, "{strategy}");
+            assert_eq!(e.next_for(t, &site("s")).unwrap().url, C, "{strategy}");
+        }
+    }
+}
+
+#[test]
+fn every_strategy_honours_the_wish_and_the_avoid_list() {
+    for strategy in [
+        "round_robin",
+        "random",
+        "least_used",
+        "healthiest",
+        "weighted",
+    ] {
+        let mut e = engine_with(
+            &[
+                "http://de1:1;region=DE",
+                "http://fr:1;region=FR",
+                "http://de2:1;region=DE",
+                "http://de3:1;region=DE",
+            ],
+            &[("strategy", strategy)],
+        );
+        let mut r = wanting(regions(&["DE"]));
+        r.avoid = vec![id("http://de1:1"), id("http://de3:1")];
+        for t in 0..20 {
+            assert_eq!(e.next_for(t, &r).unwrap().url, "http://de2:1", "{strategy}");
         }
     }
 }
@@ -392,9 +745,14 @@ fn bad_options_are_refused_with_the_key() {
         ("jitter", "some"),
         ("weight", "http://a:1"),
         ("recovery", "maybe"),
+        ("proxy", "ftp://u:s3cret@h:1"),
+        ("proxy", "http://h:1;colour=red"),
     ] {
-        let err = Engine::from_options(&opts(&[(k, v)])).unwrap_err();
-        assert!(err.contains(k) || err.contains(v), "{k}={v}: {err}");
+        let err = Engine::from_options(&opts(&[(k, v)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(k), "{k}={v}: {err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 }
 
@@ -426,13 +784,33 @@ fn fenwick_sampling_matches_prefix_sums() {
 fn an_engine_that_saves_nothing_does_not_grow() {
     let mut e = engine(&[A, B]);
     for t in 0..1000 {
-        let p = e.next_for(t, "", None).unwrap();
-        e.failure(&p.url, Kind::Blocked, "s", t);
-        e.success(&p.url, t);
+        let p = e.next(t).unwrap();
+        e.failure(&p.id, Kind::Blocked, "s", t);
+        e.success(&p.id, t);
     }
     assert!(e.take_dirty().is_empty());
     assert!(e.take_new_bans().is_empty());
     e.track_changes(true);
     e.success(A, 0);
     assert_eq!(e.take_dirty().len(), 1);
+}
+
+#[test]
+fn ids_have_one_spelling() {
+    for s in ["p0a1b2c3d", "p0a1b2c3d-2", "p0a1b2c3d-65535"] {
+        assert_eq!(Id::parse(s).unwrap().to_string(), s);
+    }
+    for s in [
+        "p0A1B2C3D",
+        "p0a1b2c3d-1",
+        "p0a1b2c3d-02",
+        "p0a1b2c3",
+        "q0a1b2c3d",
+        "p0a1b2c3d-",
+        "p0a1b2c3d-70000",
+        "",
+    ] {
+        assert_eq!(Id::parse(s), None, "{s}");
+    }
+    assert_eq!(Id::parse(&id(A)).unwrap().to_string(), id(A));
 }
