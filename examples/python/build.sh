@@ -11,11 +11,15 @@ if [ "$("$here/.venv/bin/componentize-py" --version 2>/dev/null)" != "$want" ]; 
   python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 fi
-# componentize-py bundles every file of the directories on its path (-p):
-# give it one that holds only the module.
-rm -rf "$here/build" && mkdir -p "$here/build/src" && cp "$here/app.py" "$here/build/src/"
+# componentize-py bundles every file of the directories on its path (-p),
+# and running the module at build time writes its __pycache__ there, which
+# the next build would bundle too: give it a fresh directory holding only
+# the module, outside the source tree.
+src="$(mktemp -d)"
+trap 'rm -rf "$src"' EXIT
+cp "$here/app.py" "$src/"
 # The world with stats: backend + stats. The WIT is the repository's.
-"$here/.venv/bin/componentize-py" -d "$here/../../wit/proxy-0.1.wit" -w proxy-backend-with-stats \
-  componentize -p "$here/build/src" app -o "$out" >/dev/null
+"$here/.venv/bin/componentize-py" -d "$here/../../wit/proxy-0.2.wit" -w proxy-backend-with-stats \
+  componentize -p "$src" app -o "$out" >/dev/null
 ms=$(( ($(date +%s%N) - started) / 1000000 ))
 printf '%s: %s bytes, built in %d.%03d s\n' "$out" "$(stat -c %s "$out")" $((ms / 1000)) $((ms % 1000))

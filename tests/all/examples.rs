@@ -19,7 +19,7 @@ fn example(lang: &str) -> PathBuf {
     let path = match std::env::var_os(&var) {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples")
+            .join("../../examples")
             .join(lang)
             .join("plugin.wasm"),
     };
