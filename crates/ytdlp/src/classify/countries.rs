@@ -117,16 +117,34 @@ mod tests {
     #[test]
     #[ignore = "needs yt-dlp (bash .ci/run installs it)"]
     fn country_names_are_yt_dlps() {
-        let python = crate::worker::find_python(std::path::Path::new("yt-dlp"), None)
-            .expect("the Python of yt-dlp on PATH");
-        let out = std::process::Command::new(&python.python)
+        // yt-dlp's own interpreter, from its shebang (a zipapp yt-dlp holds
+        // the module: it goes on sys.path).
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let exe = std::env::split_paths(&path)
+            .map(|d| d.join("yt-dlp"))
+            .find(|p| p.is_file())
+            .expect("yt-dlp on PATH");
+        let head = std::fs::read(&exe).expect("read yt-dlp");
+        let first =
+            String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or(&[])).into_owned();
+        let words: Vec<&str> = first
+            .strip_prefix("#!")
+            .unwrap_or("python3")
+            .split_whitespace()
+            .collect();
+        let python = match words.as_slice() {
+            [env, p, ..] if env.ends_with("/env") => *p,
+            [p, ..] => *p,
+            [] => "python3",
+        };
+        let out = std::process::Command::new(python)
             .args([
                 "-c",
                 "import json, sys; sys.path[:0] = sys.argv[1:]; \
                  from yt_dlp.utils import ISO3166Utils as I; \
                  print(json.dumps([[c, I.short2full(c)] for c in I._country_map]))",
             ])
-            .args(python.sys_path.iter())
+            .arg(&exe)
             .output()
             .expect("python");
         assert!(
