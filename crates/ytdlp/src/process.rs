@@ -8,10 +8,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use ytdlp_contract::{Failure, FailureKind, ProxyUrl};
+use ytdlp_contract::{FailureDetail, FailureKind};
 
 use crate::args::{self, ProxyVia};
-use crate::classify::{self, failure_message};
+use crate::classify::{self, Context, Verdict, failure_message};
 use crate::run::{BoxFuture, Progress, RunOutcome, RunSpec, Runner, deadline_message};
 use crate::spawn::{self, Group, STOP_GRACE, read_line_bounded};
 
@@ -182,20 +182,26 @@ pub async fn run(spec: &RunSpec, on_progress: &mut (dyn FnMut(Progress) + Send))
     let failure = if success {
         None
     } else {
-        let has_creds = spec.proxy.as_ref().is_some_and(ProxyUrl::has_credentials);
-        let kind = match (status, exit_code) {
+        let verdict = match (status, exit_code) {
             // Killed by a signal: not yt-dlp's verdict on the proxy.
-            (Some(_), None) => FailureKind::Host,
-            _ => classify::classify(&stderr, exit_code, has_creds),
+            (Some(_), None) => Verdict {
+                kind: FailureKind::Host,
+                detail: FailureDetail::default(),
+            },
+            // The detail is what stderr shows: the status, the proxy
+            // layer, the countries. Never `retry_after_ms`: yt-dlp prints
+            // no header there (only `--print-traffic` would, on stdout,
+            // with every request's headers and credentials).
+            _ => classify::classify(&stderr, exit_code, &Context::of(spec)),
         };
-        let mut message = failure_message(classify::error_line(&stderr));
+        let mut message = failure_message(&classify::error_block(&stderr));
         if message.is_empty() {
             message = match exit_code {
                 Some(c) => format!("yt-dlp exited with code {c} and printed no error"),
                 None => "yt-dlp was killed by a signal".to_string(),
             };
         }
-        Some(Failure::new(kind, message))
+        Some(verdict.failure(message))
     };
     RunOutcome {
         exit_code,
@@ -254,6 +260,55 @@ mod tests {
         // Each run marks its lines with a nonce of its own.
         assert!(a.iter().any(|x| x.contains(&m.progress)));
         assert_ne!(m.progress, Markers::new().progress);
+    }
+
+    /// A stand-in yt-dlp that replays a recorded stderr and fails.
+    fn replaying(fixture: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let recorded = format!("{}/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::temp_dir().join(format!("ytdlp-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(fixture.replace('/', "_"));
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\ncat >/dev/null\ncat '{recorded}' >&2\nexit 1\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_gets_the_kind_and_detail_its_stderr_shows() {
+        let mut s = spec();
+        s.proxy = Some(proxy_url::validate("http://127.0.0.1:3128").unwrap());
+        s.program = replaying("stderr/site/urllib-geo.txt");
+        let f = run(&s, &mut |_| {}).await.failure.unwrap();
+        assert_eq!(f.kind, FailureKind::GeoRestricted);
+        assert_eq!(f.detail.countries, ["DE", "FR"]);
+        // The message is the whole geo message, as the worker's is.
+        assert_eq!(
+            f.message,
+            "ERROR: [fixture] geo2: The uploader has not made this video available in your country This video is available in Germany, France. You might want to use a VPN or a proxy server (with --proxy) to workaround."
+        );
+        s.program = replaying("stderr/site/requests-api-429.txt");
+        let f = run(&s, &mut |_| {}).await.failure.unwrap();
+        assert_eq!(
+            (f.kind, f.detail.http_status),
+            (FailureKind::Blocked, Some(429))
+        );
+        assert_eq!(f.detail.retry_after_ms, None, "stderr has no headers");
+        // The same refused connection, direct and through a proxy.
+        s.program = replaying("stderr/site/urllib-direct-refused.txt");
+        let f = run(&s, &mut |_| {}).await.failure.unwrap();
+        assert_eq!(
+            (f.kind, f.detail.from_proxy),
+            (FailureKind::ProxyConnect, true)
+        );
+        s.proxy = None;
+        let f = run(&s, &mut |_| {}).await.failure.unwrap();
+        assert_eq!((f.kind, f.detail.from_proxy), (FailureKind::Unknown, false));
+        let _ = std::fs::remove_dir_all(s.program.parent().unwrap());
     }
 
     #[test]

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
 use ytdlp_contract::text::cap;
-use ytdlp_contract::{Failure, FailureKind, ProxyUrl};
+use ytdlp_contract::{Failure, FailureDetail, FailureKind};
 use ytdlp_host_config::WorkerConfig;
 
 use super::options::job_argv;
 use super::protocol::{Done, Event, Request};
 use super::python::PythonSpec;
 use super::script::{SCRIPT, script_file};
-use crate::classify::{self, classify_chain, failure_message};
+use crate::classify::{self, Context, Verdict, classify_chain, failure_message};
 use crate::run::{BoxFuture, Progress, RunOutcome, RunSpec, Runner, deadline_message};
 use crate::spawn::{self, Group, read_line_bounded};
 
@@ -507,7 +507,7 @@ impl WorkerPool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(j, _)| *j != job);
-        let has_creds = spec.proxy.as_ref().is_some_and(ProxyUrl::has_credentials);
+        let ctx = Context::of(spec);
         match end {
             JobEnd::Done(done) => {
                 w.jobs += 1;
@@ -525,7 +525,7 @@ impl WorkerPool {
                 } else {
                     self.inner.give_back(w);
                 }
-                outcome_of(done, has_creds, started.elapsed())
+                outcome_of(done, &ctx, started.elapsed())
             }
             JobEnd::Died(why) => {
                 self.inner.replace(w);
@@ -578,7 +578,7 @@ impl Drop for WorkerPool {
     }
 }
 
-fn outcome_of(done: Done, has_creds: bool, duration: Duration) -> RunOutcome {
+fn outcome_of(done: Done, ctx: &Context, duration: Duration) -> RunOutcome {
     if done.ok {
         return RunOutcome {
             exit_code: Some(0),
@@ -588,25 +588,30 @@ fn outcome_of(done: Done, has_creds: bool, duration: Duration) -> RunOutcome {
         };
     }
     let line = done.error.clone().unwrap_or_default();
-    let kind = if done.options {
-        FailureKind::Host
+    let verdict = if done.options {
+        Verdict {
+            kind: FailureKind::Host,
+            detail: FailureDetail::default(),
+        }
     } else {
         let types: Vec<&str> = done
             .chain
             .iter()
             .filter_map(|e| e.types.first().map(String::as_str))
             .collect();
-        let kind = classify_chain(&done.chain, &line, has_creds);
+        let verdict = classify_chain(&done.chain, &line, done.retry_error.as_deref(), ctx);
         tracing::debug!(
-            "job {}: {kind} (exception chain {types:?}{})",
+            "job {}: {} {:?} (exception chain {types:?}{})",
             done.job,
+            verdict.kind,
+            verdict.detail,
             if classify::chain::signals(&done.chain) != classify::Signals::default() {
                 ""
             } else {
                 "; decided by the error text"
             }
         );
-        kind
+        verdict
     };
     let mut message = failure_message(&line);
     if message.is_empty() {
@@ -616,7 +621,7 @@ fn outcome_of(done: Done, has_creds: bool, duration: Duration) -> RunOutcome {
         exit_code: Some(if done.retcode == 0 { 1 } else { done.retcode }),
         duration,
         file: None,
-        failure: Some(Failure::new(kind, message)),
+        failure: Some(verdict.failure(message)),
     }
 }
 
@@ -631,7 +636,98 @@ mod tests {
         ) else {
             panic!()
         };
-        let o = outcome_of(d, false, Duration::ZERO);
+        let o = outcome_of(
+            d,
+            &Context {
+                proxied: true,
+                ..Context::default()
+            },
+            Duration::ZERO,
+        );
         assert_eq!(o.failure.unwrap().kind, FailureKind::ProxyTimeout);
+    }
+
+    fn recorded(name: &str) -> Done {
+        let path = format!(
+            "{}/fixtures/worker/site/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut line = serde_json::to_string(&v).unwrap();
+        line.insert_str(1, "\"job\":1,");
+        let Event::Done(d) = Event::parse(&line) else {
+            panic!("{line}")
+        };
+        d
+    }
+
+    fn via(proxy: &str, url: &str) -> Context {
+        Context::new(
+            Some(&ytdlp_contract::proxy_url::validate(proxy).unwrap()),
+            url,
+        )
+    }
+
+    #[test]
+    fn a_done_line_fills_the_failure_detail() {
+        use ytdlp_contract::Phase;
+        let tinyproxy = via("http://127.0.0.1:3128", "http://127.0.0.1:1/fx/x/y");
+        let f = outcome_of(recorded("requests-media429"), &tinyproxy, Duration::ZERO)
+            .failure
+            .unwrap();
+        assert_eq!(f.kind, FailureKind::Blocked);
+        assert_eq!(
+            f.detail,
+            FailureDetail {
+                http_status: Some(429),
+                retry_after_ms: Some(30_000),
+                phase: Some(Phase::Transfer),
+                from_proxy: false,
+                countries: Vec::new(),
+            }
+        );
+        let f = outcome_of(recorded("urllib-geo"), &tinyproxy, Duration::ZERO)
+            .failure
+            .unwrap();
+        assert_eq!(f.kind, FailureKind::GeoRestricted);
+        assert_eq!(f.detail.countries, ["DE", "FR"]);
+        assert!(f.message.ends_with("to workaround."), "{}", f.message);
+        // The last retry's 403 behind "The downloaded file is empty".
+        let f = outcome_of(recorded("urllib-hls403"), &tinyproxy, Duration::ZERO)
+            .failure
+            .unwrap();
+        assert_eq!(
+            (f.kind, f.detail.http_status),
+            (FailureKind::Blocked, Some(403))
+        );
+        // The same refusal, direct and through a proxy.
+        let f = outcome_of(
+            recorded("urllib-direct-refused"),
+            &Context::default(),
+            Duration::ZERO,
+        )
+        .failure
+        .unwrap();
+        assert_eq!((f.kind, f.detail.from_proxy), (FailureKind::Unknown, false));
+        let f = outcome_of(
+            recorded("urllib-direct-refused"),
+            &tinyproxy,
+            Duration::ZERO,
+        )
+        .failure
+        .unwrap();
+        assert_eq!(
+            (f.kind, f.detail.from_proxy),
+            (FailureKind::ProxyConnect, true)
+        );
+        // Refused options are the host's, with no detail.
+        let mut d = recorded("urllib-geo");
+        d.options = true;
+        let f = outcome_of(d, &tinyproxy, Duration::ZERO).failure.unwrap();
+        assert_eq!(
+            (f.kind, f.detail),
+            (FailureKind::Host, FailureDetail::default())
+        );
     }
 }

@@ -11,7 +11,9 @@ use crate::classify::ExcInfo;
 use crate::run::Progress;
 
 /// The protocol's version, sent by the worker in `ready` (`worker.py`'s
-/// `PROTOCOL`).
+/// `PROTOCOL`). Fields are only ever added, optional on this side (a chain
+/// item's `headers`, `url_scheme`, `countries`; `done`'s `retry_error`),
+/// so it stays 1.
 pub const PROTOCOL: u32 = 1;
 
 /// One job for a worker.
@@ -36,6 +38,10 @@ pub struct Done {
     pub error: Option<String>,
     #[serde(default)]
     pub chain: Vec<ExcInfo>,
+    /// The last `[download] Got error: ...` yt-dlp reported before giving
+    /// up (the only trace of what refused skipped fragments).
+    #[serde(default)]
+    pub retry_error: Option<String>,
     /// yt-dlp refused the options.
     #[serde(default)]
     pub options: bool,
@@ -128,6 +134,26 @@ mod tests {
         );
         let Event::Done(d) = d else { panic!() };
         assert_eq!((d.job, d.ok, d.chain.len()), (3, false, 1));
+        assert_eq!(d.retry_error, None, "an older worker's line still parses");
+    }
+
+    #[test]
+    fn done_lines_carry_the_answers_headers_the_countries_and_the_last_retry() {
+        let Event::Done(d) = Event::parse(
+            r#"{"event":"done","job":4,"ok":false,"retcode":1,"error":"ERROR: x","retry_error":"[download] Got error: HTTP Error 403: Forbidden. Retrying fragment 2 (10/10)...","chain":[{"types":["yt_dlp.networking.exceptions.HTTPError"],"msg":"HTTP Error 429: Too Many Requests","status":429,"headers":{"Retry-After":"30","Via":"1.1 vm (tinyproxy/1.11.1)"},"url_scheme":"http","future":1},{"types":["yt_dlp.utils.GeoRestrictedError"],"msg":"geo","countries":["DE","FR"]}]}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            d.retry_error.as_deref(),
+            Some("[download] Got error: HTTP Error 403: Forbidden. Retrying fragment 2 (10/10)...")
+        );
+        assert_eq!(d.chain[0].header("retry-after"), Some("30"));
+        assert_eq!(d.chain[0].url_scheme.as_deref(), Some("http"));
+        assert_eq!(
+            d.chain[1].countries,
+            Some(vec!["DE".to_string(), "FR".to_string()])
+        );
     }
 
     #[test]

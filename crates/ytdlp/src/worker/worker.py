@@ -8,7 +8,12 @@
 #   {"event": "ready", "version": ..., "python": ..., "pid": ...}   (once, at start)
 #   {"event": "progress", "job": N, "status": ..., "downloaded_bytes": ..., ...}
 #   {"event": "done", "job": N, "ok": bool, "retcode": int, "file": ...,
-#    "error": "ERROR: ...", "chain": [{"types": [...], "msg": ..., ...}, ...]}
+#    "error": "ERROR: ...", "chain": [{"types": [...], "msg": ..., ...}, ...],
+#    "retry_error": "[download] Got error: ..."}
+# A chain item may carry "status", "code", "errno", "reason", "countries"
+# (GeoRestrictedError), "headers" (a few of an HTTP answer's, see HEADERS) and
+# "url_scheme" (of the URL that answered). Fields are only ever added, each
+# optional on the host's side, so PROTOCOL stays 1.
 # or, if yt-dlp cannot be imported, {"event": "fatal", "error": ...} and exit.
 # Anything yt-dlp or its children print goes to stderr, never to the protocol.
 import json
@@ -23,6 +28,10 @@ os.dup2(2, 1)
 sys.stdout = sys.stderr
 PROGRESS_EVERY = 0.1  # seconds between progress events (status changes always)
 PROTOCOL = 1  # the host checks it in `ready`
+# The headers of an HTTP error answer the host reads: when to come back
+# (Retry-After against the answer's own Date), and who answered (a proxy's
+# own page or the site's, relayed).
+HEADERS = ("Retry-After", "Date", "Server", "Via", "WWW-Authenticate", "Proxy-Authenticate", "X-Squid-Error")
 
 
 def send(obj):
@@ -66,6 +75,10 @@ def chain(exc):
         reason = getattr(exc, "reason", None)
         if isinstance(reason, str):
             item["reason"] = reason[:200]
+        answer(exc, item)
+        countries = getattr(exc, "countries", None)  # GeoRestrictedError
+        if isinstance(countries, (list, tuple)):
+            item["countries"] = [str(c).upper()[:8] for c in countries[:300]]
         out.append(item)
         nxt = None
         exc_info = getattr(exc, "exc_info", None)  # DownloadError
@@ -79,6 +92,31 @@ def chain(exc):
     return out
 
 
+def answer(exc, item):
+    """What the HTTP answer behind `exc` tells: yt-dlp's HTTPError keeps it
+    in `response`, urllib's HTTPError is one itself."""
+    resp = getattr(exc, "response", None)
+    headers = getattr(resp, "headers", None)
+    if headers is None:
+        headers = getattr(exc, "headers", None)
+    if "status" not in item:
+        status = getattr(resp, "status", None)
+        if isinstance(status, int) and not isinstance(status, bool):
+            item["status"] = status
+    if hasattr(headers, "get"):
+        try:
+            found = {k: headers.get(k) for k in HEADERS}
+        except Exception:  # noqa: BLE001 - a foreign object: no headers
+            found = {}
+        found = {k: str(v)[:200] for k, v in found.items() if v is not None}
+        if found:
+            item["headers"] = found
+    url = getattr(resp, "url", None)
+    if isinstance(url, str) and ":" in url:
+        # Only the scheme: the URL itself may carry the site's tokens.
+        item["url_scheme"] = url.split(":", 1)[0].lower()[:10]
+
+
 class Logger:
     """yt-dlp's messages: the last `ERROR:` is the failure, with the exception
     being handled when it was reported (yt-dlp reports from except blocks)."""
@@ -86,9 +124,14 @@ class Logger:
     def __init__(self):
         self.error_msg = None
         self.error_exc = None
+        self.retry_error = None
 
     def debug(self, msg):
-        pass
+        # yt-dlp's screen messages come here too. The last retry line is the
+        # only trace of the HTTP error behind "The downloaded file is empty"
+        # (fragment errors are retried and skipped, never raised).
+        if isinstance(msg, str) and "Got error:" in msg:
+            self.retry_error = msg.strip()[:300]
 
     def info(self, msg):
         pass
@@ -163,8 +206,11 @@ def run_job(yt_dlp, req):
         retcode = retcode or 1
     if retcode == 0:
         return {"event": "done", "job": job, "ok": True, "retcode": 0, "file": files[-1] if files else None}
-    return {"event": "done", "job": job, "ok": False, "retcode": retcode, "error": logger.error_msg,
+    done = {"event": "done", "job": job, "ok": False, "retcode": retcode, "error": logger.error_msg,
             "chain": chain(logger.error_exc) if logger.error_exc is not None else []}
+    if logger.retry_error is not None:
+        done["retry_error"] = logger.retry_error
+    return done
 
 
 def main():
