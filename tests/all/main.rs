@@ -13,6 +13,7 @@ mod common;
 mod conformance;
 mod download;
 mod examples;
+mod goodput;
 mod hardening;
 mod health;
 mod hostile;
