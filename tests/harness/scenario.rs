@@ -68,9 +68,9 @@ pub const MIXES: &[Mix] = &[
     },
     Mix {
         name: "many-tight",
-        about: "10 that deliver under a tight limit (one download per address per window)",
+        about: "8 that deliver under a tight limit (one download per address per window)",
         pool: &[
-            (Good, 8),
+            (Good, 6),
             (Socks, 1),
             (Slow, 1),
             (Flagged, 1),
@@ -78,9 +78,9 @@ pub const MIXES: &[Mix] = &[
             (Dead, 1),
             (BlackHole, 1),
         ],
-        media: 20,
-        missing: 2,
-        limit: limit(2, 10, 20),
+        media: 16,
+        missing: 1,
+        limit: limit(2, 15, 20),
     },
 ];
 
@@ -203,5 +203,7 @@ mod tests {
         // 404s' two.
         assert_eq!(m.floor(), Duration::from_secs(20));
         assert_eq!(m.with_media(22).floor(), Duration::from_secs(10));
+        // 33 requests, 16 per window of 15 s.
+        assert_eq!(mix("many-tight").unwrap().floor(), Duration::from_secs(30));
     }
 }

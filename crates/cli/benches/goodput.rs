@@ -22,7 +22,8 @@
 //!   mix's floor + 60 s, which the shell loop often needs more than]; a cut
 //!   run reports what it had done;
 //! - `json`: also write every measurement to this file;
-//! - `keep` (0): 1 keeps each contender's home (outputs, logs, counts).
+//! - `keep` (0): 1 keeps each contender's home (outputs, logs, counts);
+//! - `report`: print the tables of a `json` file again, running nothing.
 //!
 //! Measured per contender and run: files downloaded (complete) / expected;
 //! wall time; yt-dlp runs (a wrapper first on PATH / passed as `--yt-dlp`
@@ -96,6 +97,7 @@ struct Opts {
     timeout: Option<Duration>,
     json: Option<PathBuf>,
     keep: bool,
+    report: Option<PathBuf>,
 }
 
 fn opts() -> Opts {
@@ -109,6 +111,7 @@ fn opts() -> Opts {
         "timeout",
         "json",
         "keep",
+        "report",
     ] {
         if let Ok(v) = std::env::var(format!("GOODPUT_{}", key.to_uppercase())) {
             given.insert(key.to_string(), v);
@@ -119,7 +122,7 @@ fn opts() -> Opts {
     while let Some(a) = args.next() {
         let Some(key) = a.strip_prefix("--") else {
             panic!(
-                "unexpected argument `{a}` (options: --seed, --mix, --urls, --contenders, --runs, --timeout, --json, --keep)"
+                "unexpected argument `{a}` (options: --seed, --mix, --urls, --contenders, --runs, --timeout, --json, --keep, --report)"
             );
         };
         let value = args
@@ -174,11 +177,12 @@ fn opts() -> Opts {
         timeout: num("timeout").map(Duration::from_secs),
         json: given.get("json").map(PathBuf::from),
         keep: num("keep").unwrap_or(0) != 0,
+        report: given.get("report").map(PathBuf::from),
     }
 }
 
 /// One contender's run on one scenario.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Measure {
     mix: String,
     seed: u64,
@@ -202,6 +206,9 @@ struct Measure {
     attempts: Option<usize>,
     /// The host's failed URLs by kind.
     failed_by_kind: BTreeMap<String, usize>,
+    /// Media the site served (two per download), by the kind of proxy it
+    /// went through (`direct`: the user's address).
+    served_via: BTreeMap<String, usize>,
 }
 
 /// What every contender shares: the real yt-dlp, its Python, a warm compile
@@ -215,6 +222,10 @@ struct Tools {
 
 fn main() {
     let o = opts();
+    if let Some(path) = &o.report {
+        report(path);
+        return;
+    }
     let yt_dlp = require("yt-dlp");
     require("tinyproxy");
     require("microsocks");
@@ -271,7 +282,8 @@ fn main() {
             }
             println!();
         }
-        let table = table(m, &o, &measures);
+        let names: Vec<&str> = o.contenders.iter().map(|(c, _)| *c).collect();
+        let table = table(m, &names, &measures);
         println!("{table}");
         tables.push(table);
         all.extend(measures);
@@ -514,6 +526,18 @@ fn measure(t: &Tools, sc: &Scenario, name: &str, c: Contender, timeout: Duration
         .get(&std::net::IpAddr::V4(USER_ADDR))
         .map_or(0, |t| t.requests);
     let proxied_requests = tally.values().map(|t| t.requests).sum::<usize>() - direct_requests;
+    let mut served_via: BTreeMap<String, usize> = BTreeMap::new();
+    for (ip, t) in &tally {
+        let via = match ip {
+            std::net::IpAddr::V4(v4) if *v4 == USER_ADDR => "direct",
+            std::net::IpAddr::V4(v4) => sc.pool.by_egress(*v4).map_or("other", |m| m.kind.name()),
+            _ => "other",
+        };
+        let n = t.count(Answer::Media);
+        if n > 0 {
+            *served_via.entry(via.to_string()).or_default() += n;
+        }
+    }
     let good_total = sc.pool.count(|k| k.delivers());
     let retry_after_ms = sc.mix.limit.retry_after.as_millis() as u64;
     let (good_benched, attempts, failed_by_kind) = match c {
@@ -553,6 +577,7 @@ fn measure(t: &Tools, sc: &Scenario, name: &str, c: Contender, timeout: Duration
         good_total,
         attempts,
         failed_by_kind,
+        served_via,
     }
 }
 
@@ -674,7 +699,7 @@ fn host_benched(
 
 fn raw_line(m: &Measure) -> String {
     format!(
-        "  seed {} {:<10} {:>2}/{:<2} in {:>6.1} s{} | yt-dlp runs {:>3} | attempts {:>3} | direct {:>3} | via proxies {:>3} | 429s {:>3} | good benched {}/{} | failed {:?}",
+        "  seed {} {:<10} {:>2}/{:<2} in {:>6.1} s{} | yt-dlp runs {:>3} | attempts {:>3} | direct {:>3} | via proxies {:>3} | 429s {:>3} | good benched {}/{} | failed {:?} | media via {:?}",
         m.seed,
         m.contender,
         m.downloaded,
@@ -688,7 +713,8 @@ fn raw_line(m: &Measure) -> String {
         m.too_many,
         m.good_benched,
         m.good_total,
-        m.failed_by_kind
+        m.failed_by_kind,
+        m.served_via
     )
 }
 
@@ -702,60 +728,93 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// `median (min-max)` over the runs, or the one value.
-fn cell(values: Vec<f64>, decimals: usize) -> String {
+/// `median<unit> (min-max)` over the runs, or the one value.
+fn cell(values: Vec<f64>, decimals: usize, unit: &str) -> String {
     let mut v = values;
     let fmt = |x: f64| format!("{x:.decimals$}");
     if v.len() == 1 {
-        return fmt(v[0]);
+        return format!("{}{unit}", fmt(v[0]));
     }
     let m = median(&mut v);
     let (lo, hi) = (v[0], v[v.len() - 1]);
     if lo == hi {
-        fmt(m)
+        format!("{}{unit}", fmt(m))
     } else {
-        format!("{} ({}-{})", fmt(m), fmt(lo), fmt(hi))
+        format!("{}{unit} ({}-{})", fmt(m), fmt(lo), fmt(hi))
     }
 }
 
-fn table(m: &Mix, o: &Opts, measures: &[Measure]) -> String {
-    let seeds: Vec<String> = (0..o.runs)
-        .map(|r| (o.seed + r as u64).to_string())
-        .collect();
+/// The markdown table of one mix: a row per contender, median and spread
+/// over the runs (seeds) in `measures`.
+fn table(m: &Mix, contenders: &[&str], measures: &[Measure]) -> String {
+    let mut seeds: Vec<u64> = measures.iter().map(|x| x.seed).collect();
+    seeds.dedup();
+    let runs = seeds.len();
+    let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
     let mut s = format!(
         "mix `{}` ({}), seeds {}; site floor {} s; median (min-max) over {} run{}\n\n",
         m.name,
         m.describe(),
         seeds.join(","),
         m.floor().as_secs(),
-        o.runs,
-        if o.runs == 1 { "" } else { "s" }
+        runs,
+        if runs == 1 { "" } else { "s" }
     );
-    s.push_str("| contender | downloaded | wall s | yt-dlp runs | direct requests | good benched | 429s |\n");
+    s.push_str(
+        "| contender | downloaded | wall s | yt-dlp runs | direct requests | good benched | 429s |\n",
+    );
     s.push_str("|---|---|---|---|---|---|---|\n");
-    for (name, _) in &o.contenders {
+    for name in contenders {
         let rows: Vec<&Measure> = measures.iter().filter(|x| x.contender == *name).collect();
         if rows.is_empty() {
             continue;
         }
-        let col = |f: &dyn Fn(&Measure) -> f64, d| cell(rows.iter().map(|r| f(r)).collect(), d);
+        let col = |f: &dyn Fn(&Measure) -> f64, d, unit: &str| {
+            cell(rows.iter().map(|r| f(r)).collect(), d, unit)
+        };
         let cuts = rows.iter().filter(|r| r.cut).count();
-        let expected = rows[0].expected;
         s.push_str(&format!(
-            "| {name} | {}/{expected} | {}{} | {} | {} | {}/{} | {} |\n",
-            col(&|r| r.downloaded as f64, 0),
-            col(&|r| r.wall_s, 1),
+            "| {name} | {} | {}{} | {} | {} | {} | {} |\n",
+            col(
+                &|r| r.downloaded as f64,
+                0,
+                &format!("/{}", rows[0].expected)
+            ),
+            col(&|r| r.wall_s, 1, ""),
             if cuts > 0 {
                 format!(" (cut {cuts}/{})", rows.len())
             } else {
                 String::new()
             },
-            col(&|r| r.ytdlp_runs as f64, 0),
-            col(&|r| r.direct_requests as f64, 0),
-            col(&|r| r.good_benched as f64, 0),
-            rows[0].good_total,
-            col(&|r| r.too_many as f64, 0),
+            col(&|r| r.ytdlp_runs as f64, 0, ""),
+            col(&|r| r.direct_requests as f64, 0, ""),
+            col(
+                &|r| r.good_benched as f64,
+                0,
+                &format!("/{}", rows[0].good_total)
+            ),
+            col(&|r| r.too_many as f64, 0, ""),
         ));
     }
     s
+}
+
+/// The tables of a `json` file written earlier, without running anything.
+fn report(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let all: Vec<Measure> = serde_json::from_str(&text).expect("measurements");
+    let mut names: Vec<&str> = all.iter().map(|m| m.mix.as_str()).collect();
+    names.dedup();
+    let contenders: Vec<&str> = CONTENDERS.iter().map(|(c, _)| *c).collect();
+    for name in names {
+        let measures: Vec<Measure> = all.iter().filter(|m| m.mix == name).cloned().collect();
+        let base = mix(name).unwrap_or_else(|| panic!("no mix `{name}`"));
+        let m = base.with_media(measures[0].expected);
+        let m = if measures[0].expected == base.media {
+            base.clone()
+        } else {
+            m
+        };
+        println!("{}", table(&m, &contenders, &measures));
+    }
 }
