@@ -14,6 +14,7 @@ mod common;
 mod conformance;
 mod download;
 mod examples;
+mod goodput;
 mod guide;
 mod hardening;
 mod health;

@@ -1,7 +1,12 @@
 //! Test harness of ytdlp-host: real servers on loopback, started per test and
 //! stopped (by PID) when dropped, and the fixture plugins' paths.
 //!
-//! Everything here listens on 127.0.0.1 only.
+//! Everything here listens on 127.0.0.1 only; proxies of a [`pool::Pool`]
+//! connect out from their own 127.0.0.N.
+
+pub mod pool;
+pub mod scenario;
+pub mod site;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -102,7 +107,12 @@ impl Drop for Daemon {
     }
 }
 
-fn spawn_logged(mut cmd: Command, port: u16, dir: tempfile::TempDir, what: &str) -> Daemon {
+pub(crate) fn spawn_logged(
+    mut cmd: Command,
+    port: u16,
+    dir: tempfile::TempDir,
+    what: &str,
+) -> Daemon {
     let log = dir.path().join("log.txt");
     let out = std::fs::File::create(&log).expect("log file");
     let err = out.try_clone().expect("log file");
@@ -128,6 +138,12 @@ pub fn tinyproxy(auth: Option<(&str, &str)>) -> Daemon {
 
 /// tinyproxy on a given port (to restart one where it was).
 pub fn tinyproxy_on(port: u16, auth: Option<(&str, &str)>) -> Daemon {
+    tinyproxy_with(port, auth, None)
+}
+
+/// tinyproxy on `port`; with `bind`, its outgoing connections come from
+/// that address (`Bind`: a proxy with its own egress address on loopback).
+pub fn tinyproxy_with(port: u16, auth: Option<(&str, &str)>, bind: Option<Ipv4Addr>) -> Daemon {
     let exe = require("tinyproxy");
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("tinyproxy.conf");
@@ -136,6 +152,9 @@ pub fn tinyproxy_on(port: u16, auth: Option<(&str, &str)>) -> Daemon {
     );
     if let Some((u, p)) = auth {
         text.push_str(&format!("BasicAuth {u} {p}\n"));
+    }
+    if let Some(b) = bind {
+        text.push_str(&format!("Bind {b}\n"));
     }
     std::fs::write(&conf, text).expect("tinyproxy.conf");
     let mut cmd = Command::new(exe);
