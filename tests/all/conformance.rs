@@ -171,7 +171,7 @@ fn contract_violations_timeouts_and_refusals_fail_with_the_reason() {
     let (status, detail) = check(&report, "get-proxy");
     assert_eq!(status, "fail");
     assert!(
-        detail.contains("broke the contract") && detail.contains("invalid proxy URL"),
+        detail.contains("broke the contract") && detail.contains("not a proxy yt-dlp can use"),
         "{detail}"
     );
 
@@ -255,7 +255,7 @@ fn install_checks_copies_and_compiles_ahead() {
     std::fs::copy(fixtures::OPTIONS_ECHO, &memory).unwrap();
     for (file, reason) in [
         (&bad, "core wasm module, not a component"),
-        (&future, "built for contract 0.2.0"),
+        (&future, "built for contract 0.9.0"),
         (&memory, "the bundled plugin's"),
     ] {
         let run = env.run(&["plugins", "install", file.to_str().unwrap()]);

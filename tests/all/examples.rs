@@ -266,6 +266,16 @@ fn big_components_compile_once() {
             "{}",
             install.dump()
         );
+        // The Python component compiles for many seconds: the user is told
+        // so, and where to do it ahead (a quick compile says nothing).
+        if lang == "python" {
+            assert!(
+                install.stderr().contains("compiling plugin")
+                    && install.stderr().contains("plugins install"),
+                "{}",
+                install.dump()
+            );
+        }
         let check = env.run(&[
             "plugins",
             "check",
@@ -275,6 +285,7 @@ fn big_components_compile_once() {
                 .unwrap(),
         ]);
         assert!(check.ok(), "{}", check.dump());
+        assert!(!check.stderr().contains("compiling"), "{}", check.dump());
         let out = check.stdout();
         assert!(out.contains("(Hit)"), "{out}");
         let ms: f64 = out

@@ -9,14 +9,6 @@
 //! else where the script writes them (`target/guide/LANG.wasm`). A missing
 //! one fails its test: run `bash .ci/run`, or `docs/guide-check.sh` after
 //! the examples' `build.sh`.
-//!
-//! The guide is written for contract 0.2.0. While the host refuses 0.2.0
-//! plugins, a test checks only that the host's load path takes the file for
-//! a component built for contract 0.2.0 and refuses it for its version alone
-//! (the script has already checked, with wasm-tools, that it exports
-//! `ytdlp:proxy/backend@0.2.0` and `stats@0.2.0`); the kit runs as soon as
-//! the host accepts 0.2.0. Likewise the Rust section needs the 0.2 SDK: the
-//! script builds it once `plugins/sdk` speaks 0.2.
 
 use std::path::{Path, PathBuf};
 
@@ -66,9 +58,8 @@ fn detail(report: &serde_json::Value, name: &str) -> String {
         .to_string()
 }
 
-/// The kit on `file` with two proxies. `None` while the host refuses
-/// contract 0.2.0 (and only for that reason); else the passed report.
-fn kit(env: &Env, file: &Path) -> Option<serde_json::Value> {
+/// The kit on `file` with two proxies: the passed report.
+fn kit(env: &Env, file: &Path) -> serde_json::Value {
     let run = host(
         env,
         &[
@@ -83,20 +74,7 @@ fn kit(env: &Env, file: &Path) -> Option<serde_json::Value> {
         ],
     );
     let report = run.json();
-    if report["passed"] != true {
-        let load = detail(&report, "load");
-        assert!(
-            load.starts_with("built for contract 0.2.0; this host accepts "),
-            "{}",
-            run.dump()
-        );
-        eprintln!(
-            "{}: the host refuses contract 0.2.0 ({load}); the kit runs once it accepts it",
-            file.display()
-        );
-        return None;
-    }
-    assert!(run.ok(), "{}", run.dump());
+    assert!(report["passed"] == true && run.ok(), "{}", run.dump());
     let warned: Vec<&serde_json::Value> = report["checks"]
         .as_array()
         .unwrap()
@@ -136,7 +114,7 @@ fn kit(env: &Env, file: &Path) -> Option<serde_json::Value> {
     );
     assert!(!run.ok(), "{}", run.dump());
     assert!(run.stdout().contains("no_such_option"), "{}", run.dump());
-    Some(report)
+    report
 }
 
 #[test]
@@ -144,9 +122,7 @@ fn kit(env: &Env, file: &Path) -> Option<serde_json::Value> {
 fn guide_python_first_plugin_passes_the_kit_and_keeps_its_counts_between_commands() {
     let env = Env::new();
     let file = guide_plugin("python");
-    if kit(&env, &file).is_none() {
-        return;
-    }
+    kit(&env, &file);
     // Section 3: a download counts a success, and `proxies stats`, a new
     // command and so a new instance, shows it: the plugin kept it in the
     // granted directory named by `state_dir`.
@@ -209,14 +185,5 @@ fn guide_c_first_plugin_passes_the_kit() {
 #[test]
 #[ignore = "needs the guide's plugins built from its text (bash .ci/run: docs/guide-check.sh)"]
 fn guide_rust_first_plugin_passes_the_kit() {
-    let glue = std::fs::read_to_string(Path::new(WORKSPACE).join("plugins/sdk/src/glue.rs"))
-        .expect("plugins/sdk/src/glue.rs");
-    if !glue.contains("proxy-0.2.wit") {
-        eprintln!(
-            "plugins/sdk still speaks contract 0.1: the guide's Rust section (written for the \
-             0.2 SDK) is built and tested once it speaks 0.2"
-        );
-        return;
-    }
     kit(&Env::new(), &guide_plugin("rust"));
 }

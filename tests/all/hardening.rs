@@ -221,7 +221,11 @@ fn escape_sequences_from_a_plugin_are_escaped_everywhere() {
         "proxies",
         "get",
     ]);
-    assert!(bad.stderr().contains("invalid proxy URL"), "{}", bad.dump());
+    assert!(
+        bad.stderr().contains("not a proxy yt-dlp can use"),
+        "{}",
+        bad.dump()
+    );
     assert_clean("invalid URL", &bad.stderr());
 }
 

@@ -310,7 +310,10 @@ async fn urls_that_could_smuggle_options_or_files_are_refused() {
             matches!(err, BackendError::ContractViolation { .. }),
             "{bad}: {err}"
         );
-        assert!(err.to_string().contains("invalid proxy URL"), "{err}");
+        assert!(
+            err.to_string().contains("not a proxy yt-dlp can use"),
+            "{err}"
+        );
     }
     h.next_call_works().await;
 }
@@ -328,8 +331,12 @@ fn downloads_follow_the_policy_when_the_plugin_misbehaves() {
     let exec = format!("--exec=touch {}", marker.display());
     for (mode, target, reason) in [
         ("loop", "", "get-proxy timed out after 200 ms"),
-        ("bad-url", exec.as_str(), "invalid proxy URL"),
-        ("bad-url", "file:///etc/passwd", "invalid proxy URL"),
+        ("bad-url", exec.as_str(), "not a proxy yt-dlp can use"),
+        (
+            "bad-url",
+            "file:///etc/passwd",
+            "not a proxy yt-dlp can use",
+        ),
         ("panic", "", "hostile plugin panics on purpose"),
     ] {
         let config = env.write_config(&format!(

@@ -22,6 +22,7 @@ mod hostile;
 mod layers;
 mod plugins;
 mod redis;
+mod routing;
 mod runners;
 mod service;
 mod service_attacks;

@@ -35,12 +35,12 @@ fn malformed_files_are_refused_with_the_file_and_the_reason() {
         (
             "other.wasm",
             std::fs::read(fixtures::OTHER_WORLD).unwrap(),
-            "does not export `ytdlp:proxy/backend@0.1.0` (it exports: fixture:other/greeter@0.1.0)",
+            "does not export `ytdlp:proxy/backend` (it exports: fixture:other/greeter@0.1.0)",
         ),
         (
             "future.wasm",
             std::fs::read(fixtures::FUTURE_CONTRACT).unwrap(),
-            "built for contract 0.2.0; this host accepts 0.1.0",
+            "built for contract 0.9.0; this host accepts 0.1.0, 0.2.0",
         ),
         (
             "foreign.wasm",
@@ -86,18 +86,18 @@ fn a_broken_file_is_listed_and_skipped_and_the_others_still_work() {
     assert_eq!(row("memory")["bundled"], true);
     assert_eq!(
         row("memory")["exports"],
-        serde_json::json!(["backend", "stats", "admin"])
+        serde_json::json!(["backend", "stats", "admin", "describe"])
     );
     assert_eq!(row("echo")["error"], serde_json::Value::Null);
     assert_eq!(row("echo")["exports"], serde_json::json!(["backend"]));
-    assert_eq!(row("echo")["contract_version"], "0.1.0");
+    assert_eq!(row("echo")["contract_version"], "0.2.0");
     assert!(
         row("broken")["error"]
             .as_str()
             .unwrap()
             .contains("not a WebAssembly file")
     );
-    assert!(row("future")["error"].as_str().unwrap().contains("0.2.0"));
+    assert!(row("future")["error"].as_str().unwrap().contains("0.9.0"));
 
     // The broken file does not stop the echo plugin from being used.
     let run = env.run(&[
@@ -143,10 +143,11 @@ fn stats_of_the_bundled_plugin_and_a_plugin_without_stats() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["url"], "http://127.0.0.1:3128");
     assert_eq!(rows[1]["url"], "socks5://***@127.0.0.1:1080");
-    // The id is that of the proxy with its credentials.
+    // The id is that of the proxy's identity (scheme, host, port, user):
+    // a rotated password keeps it.
     let id = ytdlp_contract::proxy_url::validate("socks5://u:pw@127.0.0.1:1080")
         .unwrap()
-        .id();
+        .identity_id();
     assert_eq!(rows[1]["id"], id.as_str());
     assert_eq!(rows[0]["state"], "active");
     assert_eq!(rows[0]["successes"], 0);
@@ -169,7 +170,7 @@ fn init_can_refuse_options_with_a_message() {
     assert!(!run.ok());
     let err = run.stderr();
     assert!(
-        err.contains("plugin `memory`: init refused the options: unknown strategy `fastest`"),
+        err.contains("plugin `memory`: init refused the options: option `strategy`: unknown strategy `fastest`"),
         "{err}"
     );
 }

@@ -95,6 +95,15 @@ impl Pool {
     }
 }
 
+/// The Redis key of a proxy's hash in the default pool: by its identity id
+/// (scheme, host, port, user), so a rotated password keeps its health.
+fn proxy_key(url: &str) -> String {
+    let id = ytdlp_contract::proxy_url::validate(url)
+        .unwrap()
+        .identity_id();
+    format!("ytdlp:{{default}}:proxy:{id}")
+}
+
 fn extra(row: &serde_json::Value, key: &str) -> Option<String> {
     row["extra"]
         .as_array()?
@@ -169,7 +178,7 @@ fn four_hosts_lose_no_report() {
     assert_eq!(extra(rb, "times-taken-out").as_deref(), Some("1"), "{rb}");
     // The same numbers straight from Redis.
     assert_eq!(
-        pool.redis_cli(&["HGET", &format!("ytdlp:{{default}}:proxy:{a}"), "successes"]),
+        pool.redis_cli(&["HGET", &proxy_key(a), "successes"]),
         "2000"
     );
 }
@@ -258,7 +267,7 @@ fn downloads_through_tinyproxy_and_the_pool_learns_in_redis() {
         "{}",
         good.log()
     );
-    let key = |url: &str| format!("ytdlp:{{default}}:proxy:{url}");
+    let key = proxy_key;
     assert_eq!(
         pool.redis_cli(&["HGET", &key(&good.url("http")), "successes"]),
         "2"
@@ -488,7 +497,7 @@ fn the_pool_can_be_seeded_with_redis_cli_and_pools_are_separate() {
     let run = pool.host(&["proxies", "get"]);
     let id = ytdlp_contract::proxy_url::validate("http://127.0.0.1:3128")
         .unwrap()
-        .id();
+        .identity_id();
     assert_eq!(
         run.stdout().trim(),
         format!("http://127.0.0.1:3128 [{id}] (timeout 30000 ms)")
@@ -503,7 +512,7 @@ fn the_pool_can_be_seeded_with_redis_cli_and_pools_are_separate() {
     ]);
     let id = ytdlp_contract::proxy_url::validate("socks5://127.0.0.1:1080")
         .unwrap()
-        .id();
+        .identity_id();
     assert_eq!(
         run.stdout().trim(),
         format!("socks5://127.0.0.1:1080 [{id}] (timeout 5000 ms)"),

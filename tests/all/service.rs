@@ -283,7 +283,11 @@ fn the_api_end_to_end() {
     let (status, stats) = svc.get("/proxies/stats");
     assert_eq!(status, 200);
     assert_eq!(stats[0]["successes"], 1, "{stats}");
-    let id_of = |u: &str| ytdlp_contract::proxy_url::validate(u).unwrap().id();
+    let id_of = |u: &str| {
+        ytdlp_contract::proxy_url::validate(u)
+            .unwrap()
+            .identity_id()
+    };
     assert_eq!(stats[0]["id"], id_of(&proxy.url("http")), "{stats}");
 
     let (status, all) = svc.get("/downloads");
@@ -441,7 +445,11 @@ fn a_changed_plugin_is_swapped_in_and_a_broken_one_is_not() {
     }
     let id = svc.submit(&media.url("/clip.mp4"));
     assert_eq!(via(&id), Value::Null, "the new plugin was not used");
-    assert!(svc.log().contains("invalid proxy URL"), "{}", svc.log());
+    assert!(
+        svc.log().contains("not a proxy yt-dlp can use"),
+        "{}",
+        svc.log()
+    );
 
     let s = svc.wait_state(&slow, "done");
     assert_eq!(s["result"]["attempts"][0]["proxy"], a.url("http"));

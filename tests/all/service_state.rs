@@ -275,7 +275,11 @@ fn service_metrics_are_scraped_with_a_read_token_and_name_no_secret() {
     let a = svc.call("GET", "/metrics", &[("authorization", "")], None);
     assert_eq!(a.status, 401, "metrics need a token");
     let (text, m) = scrape(&svc, &format!("Bearer {READ}"));
-    let id = |u: &str| ytdlp_contract::proxy_url::validate(u).unwrap().id();
+    let id = |u: &str| {
+        ytdlp_contract::proxy_url::validate(u)
+            .unwrap()
+            .identity_id()
+    };
     let (dead_id, good_id) = (id(&dead), id(&good.url("http")));
     assert_eq!(
         m["ytdlp_host_downloads_total{outcome=\"done\"}"], 2.0,

@@ -274,12 +274,20 @@ fn downloads_through_the_vendors_proxy_and_reports_back() {
             .count(),
         2
     );
+    // Reports name the proxy by its id (the credentials-free identity)
+    // and the site of the attempt.
+    let id = ytdlp_contract::proxy_url::validate(&proxy.url("http"))
+        .unwrap()
+        .identity_id();
+    let report = |outcome: &str, kind: Option<&str>| {
+        serde_json::json!({
+            "proxy_id": id, "proxy_url": proxy.url("http"), "site": "127.0.0.1",
+            "outcome": outcome, "kind": kind,
+        })
+    };
     assert_eq!(
         api.reports(),
-        [
-            serde_json::json!({"proxy_url": proxy.url("http"), "outcome": "success", "kind": null}),
-            serde_json::json!({"proxy_url": proxy.url("http"), "outcome": "failure", "kind": "content"}),
-        ]
+        [report("success", None), report("failure", Some("content"))]
     );
     // The API's timeout became yt-dlp's socket timeout.
     assert_eq!(
@@ -378,7 +386,9 @@ fn a_missing_token_refuses_init() {
     let setup = Setup::new(&api, "", &grants);
     let err = setup.get().unwrap_err();
     assert!(
-        err.starts_with("error: plugin `vendor-api`: init refused the options: no API token"),
+        err.starts_with(
+            "error: plugin `vendor-api`: init refused the options: option `token`: no API token"
+        ),
         "{err}"
     );
     // The variable is set in the host's environment but not granted.

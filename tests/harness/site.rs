@@ -17,6 +17,11 @@
 //! - `/geo/<CC>[+<CC>...]/<id>.mp4`: the clip for clients whose address maps
 //!   to one of those countries ([`SiteConfig::countries`]), else `451` with
 //!   YouTube's wording;
+//! - `/api/geo/<id>.json?countries=DE,FR`: the metadata the fixture
+//!   extractor plugin (crates/ytdlp/fixtures/site/plugin, URL
+//!   `/fx/geo/<id>?countries=...`) asks for: the clip's URL for clients in
+//!   those countries, else the geo error that it raises through yt-dlp's
+//!   own geo-restriction path (`This video is available in Germany.`);
 //! - `/bot/<id>.mp4`: a bot check for everyone;
 //! - `/status/<code>/<anything>`: that status (e.g. a site's own `401`);
 //! - anything else: `404`.
@@ -94,6 +99,10 @@ pub enum Answer {
     TooMany,
     /// `451`, not available in the client's country.
     GeoBlocked,
+    /// `200`, `/api/geo/` metadata: the clip's URL.
+    Meta,
+    /// `200`, `/api/geo/` metadata: the geo error with the allowed countries.
+    GeoError,
     /// `/status/<code>/`.
     Status(u16),
     /// Not HTTP, or not a GET/HEAD: `400`.
@@ -103,7 +112,7 @@ pub enum Answer {
 impl Answer {
     pub fn status(self) -> u16 {
         match self {
-            Answer::Media => 200,
+            Answer::Media | Answer::Meta | Answer::GeoError => 200,
             Answer::NotFound => 404,
             Answer::Forbidden | Answer::BotCheck => 403,
             Answer::TooMany => 429,
@@ -115,7 +124,7 @@ impl Answer {
 
     fn reason(self) -> &'static str {
         match self {
-            Answer::Media => "OK",
+            Answer::Media | Answer::Meta | Answer::GeoError => "OK",
             Answer::NotFound => "Not Found",
             Answer::Forbidden => "Forbidden",
             // yt-dlp's error is `HTTP Error 403: <this>`: the wording the
@@ -348,8 +357,26 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64
 }
 
-fn route(c: &SiteConfig, from: IpAddr, path: &str) -> Answer {
-    let path = path.split('?').next().unwrap_or("");
+fn route(c: &SiteConfig, from: IpAddr, target: &str) -> Answer {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let here = c.country_of(from);
+    let allowed = |list: &str, sep: char| {
+        here.is_some_and(|h| list.split(sep).any(|x| x.eq_ignore_ascii_case(h)))
+    };
+    if let Some(name) = path.strip_prefix("/api/geo/")
+        && !name.contains('/')
+        && name.ends_with(".json")
+    {
+        let list = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("countries="))
+            .unwrap_or("");
+        return if allowed(list, ',') {
+            Answer::Meta
+        } else {
+            Answer::GeoError
+        };
+    }
     let media = |p: &str| !p.is_empty() && !p.contains('/') && p.ends_with(".mp4");
     if let Some(rest) = path.strip_prefix("/v/") {
         if media(rest) {
@@ -359,9 +386,7 @@ fn route(c: &SiteConfig, from: IpAddr, path: &str) -> Answer {
         if let Some((countries, name)) = rest.split_once('/')
             && media(name)
         {
-            let here = c.country_of(from);
-            return if here.is_some_and(|h| countries.split('+').any(|x| x.eq_ignore_ascii_case(h)))
-            {
+            return if allowed(countries, '+') {
                 Answer::Media
             } else {
                 Answer::GeoBlocked
@@ -381,6 +406,33 @@ fn route(c: &SiteConfig, from: IpAddr, path: &str) -> Answer {
         return Answer::Status(code);
     }
     Answer::NotFound
+}
+
+/// The `/api/geo/` document for the fixture extractor plugin.
+fn api_body(answer: Answer, target: &str, port: u16) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let id = path
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.strip_suffix(".json"))
+        .unwrap_or("clip");
+    if answer == Answer::Meta {
+        return format!(
+            r#"{{"id": "{id}", "title": "{id}", "url": "http://127.0.0.1:{port}/v/{id}.mp4", "ext": "mp4"}}"#
+        );
+    }
+    let countries: Vec<String> = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("countries="))
+        .unwrap_or("")
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| format!("\"{}\"", c.to_ascii_uppercase()))
+        .collect();
+    format!(
+        r#"{{"error": {{"type": "geo", "message": "The uploader has not made this video available in your country", "countries": [{}]}}}}"#,
+        countries.join(", ")
+    )
 }
 
 /// One request on one connection, then close.
@@ -411,8 +463,13 @@ fn serve(mut conn: TcpStream, inner: &Inner) {
     }
     .to_string();
     let (answer, retry_after) = inner.decide(peer.ip(), &method, &path, Instant::now());
+    let meta;
     let body: &[u8] = match answer {
         Answer::Media => CLIP,
+        Answer::Meta | Answer::GeoError => {
+            meta = api_body(answer, &path, conn.local_addr().map(|a| a.port()).unwrap_or(0));
+            meta.as_bytes()
+        }
         Answer::BotCheck => b"<html><body>Sign in to confirm you're not a bot.</body></html>",
         Answer::GeoBlocked => {
             b"<html><body>The uploader has not made this video available in your country.</body></html>"
@@ -427,6 +484,7 @@ fn serve(mut conn: TcpStream, inner: &Inner) {
     );
     out.push_str(match answer {
         Answer::Media => "Content-Type: video/mp4\r\n",
+        Answer::Meta | Answer::GeoError => "Content-Type: application/json\r\n",
         _ => "Content-Type: text/html\r\n",
     });
     if answer == Answer::TooMany {
@@ -533,6 +591,24 @@ mod tests {
         assert_eq!(
             site.decide(ip(1), "GET", "/geo/DE/a.mp4", now).0,
             Answer::GeoBlocked
+        );
+        assert_eq!(
+            site.decide(ip(5), "GET", "/api/geo/a.json?countries=US,de", now)
+                .0,
+            Answer::Meta
+        );
+        assert_eq!(
+            site.decide(ip(6), "GET", "/api/geo/a.json?countries=FR", now)
+                .0,
+            Answer::GeoError
+        );
+        assert!(
+            api_body(Answer::GeoError, "/api/geo/a.json?countries=de,fr", 1)
+                .contains(r#""countries": ["DE", "FR"]"#)
+        );
+        assert!(
+            api_body(Answer::Meta, "/api/geo/a.json?countries=DE", 9)
+                .contains(r#""url": "http://127.0.0.1:9/v/a.mp4""#)
         );
         assert_eq!(
             site.decide(ip(1), "GET", "/status/401/a", now).0,

@@ -85,11 +85,19 @@ fn latency(c: &mut Criterion, plugin: &Plugin, port: u16) {
     let mut group = c.benchmark_group("redis: get-proxy + report-success");
     let settings = Settings::parse(&Settings::default(), &options(port)).unwrap();
     let mut store = Store::new();
-    store.add(&settings, &urls()).unwrap();
+    let entries: Vec<_> = urls()
+        .iter()
+        .map(|u| ytdlp_contract::proxy_list::parse_entry(u).unwrap())
+        .collect();
+    store.add(&settings, &entries).unwrap();
+    let req = ytdlp_contract::Request::default();
     group.bench_function("native store (no wasm)", |b| {
         b.iter(|| {
-            let p = store.get_proxy(black_box(&settings)).unwrap().unwrap();
-            store.report_success(&settings, &p.url).unwrap();
+            let p = store
+                .get_proxy(black_box(&settings), &req)
+                .unwrap()
+                .unwrap();
+            store.report_success(&settings, &p.id).unwrap();
         })
     });
     let rt = runtime();

@@ -153,6 +153,18 @@ impl ProxyUrl {
         if host.is_empty() {
             return Err(InvalidProxyUrl::NoHost);
         }
+        if port == 0 {
+            return Err(InvalidProxyUrl::Parse(
+                "port 0 (no proxy listens there)".into(),
+            ));
+        }
+        // A host name's labels never start with `-` (RFC 1123); one that
+        // does is an option smuggled in, whatever yt-dlp would make of it.
+        if host.starts_with('-') {
+            return Err(InvalidProxyUrl::Parse(
+                "the host starts with `-`, which a host name cannot".into(),
+            ));
+        }
         if host
             .chars()
             .any(|c| "/?#@[]".contains(c) || c.is_whitespace())
@@ -333,6 +345,12 @@ mod tests {
             p.credentials(),
             Some(("u s".to_string(), Some("p@ss:w".to_string())))
         );
+        for (host, port) in [("h", 0), ("-x", 1), ("--exec=touch /tmp/x", 1), ("a/b", 1)] {
+            assert!(
+                ProxyUrl::from_parts("http", host, port, None).is_err(),
+                "{host}:{port}"
+            );
+        }
     }
 
     #[test]

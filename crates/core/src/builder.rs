@@ -446,12 +446,14 @@ impl HostBuilder {
         self.config.persist_health.unwrap_or(true)
     }
 
-    /// Options for `init`: the plugin's config options, plus the proxy
-    /// list for the bundled backend (one `proxy` option per proxy, in the
-    /// list syntax, metadata included).
+    /// Options for `init`: the plugin's config options with this run's
+    /// (`--backend-opt`) over them, as for every call (a plugin that reads
+    /// an option only at init must see the one given on the command line),
+    /// plus the proxy list for the bundled backend (one `proxy` option per
+    /// proxy, in the list syntax, metadata included).
     pub fn init_options(&self) -> Result<Options, BuildError> {
         let backend = self.backend_name();
-        let mut opts = config::options_from_table(&self.config.plugin(backend).options);
+        let mut opts = self.call_options();
         if backend == BUNDLED_BACKEND {
             for e in self.proxy_entries()? {
                 opts.push(("proxy".to_string(), e.to_line()));

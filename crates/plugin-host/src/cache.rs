@@ -7,6 +7,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
@@ -55,9 +56,14 @@ impl CompileCache {
     /// The compiled component for `bytes`, from the cache or compiled now
     /// (and stored). Compile errors are returned as they are; cache I/O
     /// problems only cost a recompile.
-    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> Result<(Component, CacheOutcome)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
-            return Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
+            return Ok((compile(engine, name, bytes)?, CacheOutcome::Compiled));
         };
         let path = dir.join(format!("{}.cwasm", Self::key(engine, bytes)));
         if path.is_file() {
@@ -68,7 +74,7 @@ impl CompileCache {
                     "not using the compiled plugin cache ({why}); compiling instead (fix: chmod 700 {} and remove foreign files)",
                     dir.display()
                 );
-                return Ok((Component::new(engine, bytes)?, CacheOutcome::Compiled));
+                return Ok((compile(engine, name, bytes)?, CacheOutcome::Compiled));
             }
             // SAFETY: the file is one this cache wrote from a component it
             // compiled (the name is a hash of the source and the engine), in
@@ -82,12 +88,59 @@ impl CompileCache {
                 }
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile(engine, name, bytes)?;
         if let Err(e) = store(dir, &path, &component) {
             tracing::warn!(dir = %dir.display(), "cannot write the compiled plugin cache: {e:#}");
         }
         Ok((component, CacheOutcome::Compiled))
     }
+}
+
+/// A compile that takes longer than this is announced (at the default log
+/// level), then reported every [`STILL_EVERY`]: a 40 MB Python component
+/// takes 5-20 s, which silence makes look like a hang.
+const ANNOUNCE_AFTER: Duration = Duration::from_secs(1);
+const STILL_EVERY: Duration = Duration::from_secs(5);
+
+/// `Component::new`, with word to the user when it is slow.
+fn compile(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Component> {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let started = Instant::now();
+    let size_mb = bytes.len() as f64 / 1e6;
+    let label = name.to_string();
+    let watcher = std::thread::spawn(move || {
+        let mut next = ANNOUNCE_AFTER;
+        let mut announced = false;
+        loop {
+            let left = next.saturating_sub(started.elapsed());
+            match wait.recv_timeout(left) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // Finished (or the compile panicked and dropped the sender).
+                _ => return announced,
+            }
+            if announced {
+                tracing::warn!(
+                    "still compiling plugin `{label}` ({} s so far)",
+                    started.elapsed().as_secs()
+                );
+            } else {
+                tracing::warn!(
+                    "compiling plugin `{label}` ({size_mb:.1} MB) for first use; this happens once per plugin file and host version (`ytdlp-host plugins install FILE` does it ahead of time)"
+                );
+                announced = true;
+            }
+            next = started.elapsed() + STILL_EVERY;
+        }
+    });
+    let out = Component::new(engine, bytes);
+    drop(done);
+    if watcher.join().unwrap_or(false) {
+        tracing::warn!(
+            "compiled plugin `{name}` in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(out?)
 }
 
 /// `path` is owned by this user and writable by no one else.

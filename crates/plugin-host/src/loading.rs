@@ -211,7 +211,7 @@ pub(crate) fn load_bytes(
     check_header(bytes)?;
     let (component, cache) = rt
         .cache
-        .load(engine, bytes)
+        .load(engine, name, bytes)
         .map_err(|e| LoadError::Invalid(one_line(&e)))?;
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();

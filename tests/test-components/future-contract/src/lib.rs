@@ -1,4 +1,4 @@
-//! Test fixture: a backend built for contract 0.2.0.
+//! Test fixture: a backend built for a contract version no host accepts (0.9.0).
 
 wit_bindgen::generate!({ path: "wit", world: "proxy-backend" });
 
