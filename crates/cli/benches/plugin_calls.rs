@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 use ytdlp_contract::{Request, Success};
 use ytdlp_host_config::PluginConfig;
-use ytdlp_host_plugin_host::{Backend, CompileCache, PluginRuntime};
+use ytdlp_host_plugin_host::{Backend, BackendHandle, CompileCache, PluginRuntime};
 
 fn proxies() -> Vec<(String, String)> {
     (1..=10)
@@ -40,6 +40,14 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+fn drive<F: std::future::Future>(rt: &tokio::runtime::Runtime, sync: bool, f: F) -> F::Output {
+    if sync {
+        ytdlp_host_plugin_host::exec::block_on(f)
+    } else {
+        rt.block_on(f)
+    }
+}
+
 fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("get-proxy + report-success");
     let loader = PluginRuntime::new(CompileCache::disabled()).unwrap();
@@ -49,7 +57,6 @@ fn round_trip(c: &mut Criterion) {
         plugin.version,
         plugin.call_mode()
     );
-    // Measured as a caller sees them, through a current-thread runtime.
     let rt = rt();
     let mut backend = rt
         .block_on(Backend::start(plugin, PluginConfig::default(), proxies()))
@@ -57,9 +64,13 @@ fn round_trip(c: &mut Criterion) {
     let none = Vec::new();
     let empty = Request::default();
     let ok = Success::default();
+    // The plugin calls themselves, with no task hop: a sync plugin's
+    // driven outside any runtime (where WASI's sync host calls may block),
+    // an async one's on a current-thread runtime (its timer needs one).
+    let sync_calls = backend.plugin().call_mode() == "sync";
     group.bench_function("wasm plugin, empty request", |b| {
         b.iter(|| {
-            rt.block_on(async {
+            drive(&rt, sync_calls, async {
                 let p = backend.get_proxy(black_box(&empty), &none).await.unwrap();
                 backend
                     .report_success(&p, &empty, &ok, &none)
@@ -71,9 +82,82 @@ fn round_trip(c: &mut Criterion) {
     let req = request();
     group.bench_function("wasm plugin, with the typed context", |b| {
         b.iter(|| {
-            rt.block_on(async {
+            drive(&rt, sync_calls, async {
                 let p = backend.get_proxy(black_box(&req), &none).await.unwrap();
                 backend.report_success(&p, &req, &ok, &none).await.unwrap();
+            })
+        })
+    });
+    // persist_health (the CLI's default): the plugin appends a journal
+    // line to its granted state directory on every report.
+    let state = tempfile::tempdir().unwrap();
+    let mut pc = PluginConfig::default();
+    pc.host.dirs.push(ytdlp_host_config::DirGrant {
+        host: state.path().to_path_buf(),
+        guest: "/state".to_string(),
+        rw: true,
+    });
+    let mut opts = proxies();
+    opts.push(("state_dir".to_string(), "/state".to_string()));
+    let plugin = loader.load_bundled().unwrap();
+    let mut persisted = rt.block_on(Backend::start(plugin, pc, opts)).unwrap();
+    group.bench_function("wasm plugin, typed context, persist_health", |b| {
+        b.iter(|| {
+            drive(&rt, sync_calls, async {
+                let p = persisted.get_proxy(black_box(&req), &none).await.unwrap();
+                persisted
+                    .report_success(&p, &req, &ok, &none)
+                    .await
+                    .unwrap();
+            })
+        })
+    });
+    // The smallest guest (the options-echo fixture hands out one fixed
+    // proxy and ignores reports): what the boundary and the host's checks
+    // cost without the bundled plugin's own work.
+    let echo = loader
+        .load_file(
+            "echo",
+            std::path::Path::new(ytdlp_host_tests::fixtures::OPTIONS_ECHO),
+        )
+        .unwrap();
+    eprintln!("options-echo fixture: {} calls", echo.call_mode());
+    let echo_sync = echo.call_mode() == "sync";
+    let mut echo = rt
+        .block_on(Backend::start(
+            echo,
+            PluginConfig::default(),
+            vec![("use_proxy".to_string(), "http://127.0.0.1:3128".to_string())],
+        ))
+        .unwrap();
+    group.bench_function("smallest guest (options-echo), typed context", |b| {
+        b.iter(|| {
+            drive(&rt, echo_sync, async {
+                let p = echo.get_proxy(black_box(&req), &none).await.unwrap();
+                echo.report_success(&p, &req, &ok, &none).await.unwrap();
+            })
+        })
+    });
+    // What a download pays: from an async task on a multi-thread runtime
+    // (as the CLI and `serve` run), through the handle to the backend's
+    // task and back, twice.
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let plugin = loader.load_bundled().unwrap();
+    let handle = mt.block_on(async {
+        let b = Backend::start(plugin, PluginConfig::default(), proxies())
+            .await
+            .unwrap();
+        BackendHandle::spawn(b)
+    });
+    group.bench_function("through BackendHandle, typed context", |b| {
+        b.iter(|| {
+            mt.block_on(async {
+                let p = handle.get_proxy(black_box(&req), &none).await.unwrap();
+                handle.report_success(&p, &req, &ok, &none).await.unwrap();
             })
         })
     });

@@ -2,10 +2,10 @@
 //!
 //! wasmtime-wasi's sync bindings (the fast path's linker) run each host
 //! call that does I/O (a file, a stream) through `Handle::block_on`, which
-//! panics on a thread that is inside an async runtime. So a sync plugin is
-//! called on its own thread ([`crate::BackendHandle`]), and a caller that is
-//! itself inside a runtime (a CLI command, the conformance kit, a test)
-//! gets its call moved off the runtime's thread by [`run_sync`].
+//! panics on a thread that is inside an async runtime. So a caller inside a
+//! runtime (the backend's task in [`crate::BackendHandle`], the conformance
+//! kit, a test) gets each call of a sync plugin moved where that is allowed
+//! by [`run_sync`].
 
 use std::future::Future;
 use std::pin::pin;

@@ -69,8 +69,8 @@ async fn serve(backend: &mut Backend, call: Call) {
 }
 
 impl BackendHandle {
-    /// Moves `backend` into its own task (a plugin that may block) or thread
-    /// (a sync one). Must be called in a tokio runtime.
+    /// Moves `backend` into its own task. Must be called in a tokio runtime
+    /// (a multi-thread one for sync plugins to be fast: see `exec`).
     pub fn spawn(backend: Backend) -> BackendHandle {
         let (tx, mut rx) = mpsc::channel::<Call>(QUEUE);
         let handle = BackendHandle {
@@ -80,31 +80,18 @@ impl BackendHandle {
             has_admin: backend.plugin().has_admin,
             tx,
         };
-        if backend.plugin().may_block {
-            let mut backend = backend;
-            tokio::spawn(async move {
-                while let Some(call) = rx.recv().await {
-                    serve(&mut backend, call).await;
-                }
-            });
-        } else {
-            // A sync plugin gets a thread of its own: its calls are plain
-            // function calls there, and WASI's sync host calls may block
-            // (outside the async runtime).
-            let mut backend = backend;
-            let spawned = std::thread::Builder::new()
-                .name(format!("plugin {}", handle.name))
-                .spawn(move || {
-                    while let Some(call) = rx.blocking_recv() {
-                        crate::exec::block_on(serve(&mut backend, call));
-                    }
-                });
-            if let Err(e) = spawned {
-                // Without its thread the backend answers nothing: each call
-                // then gets "the backend's task has stopped".
-                tracing::error!("cannot start the thread of plugin `{}`: {e}", handle.name);
+        // One task owns the instance. A sync plugin's calls run in it too:
+        // `Backend::call` moves each where WASI's sync host calls may block
+        // (`exec::run_sync`: `block_in_place` on a multi-thread runtime, as
+        // the CLI and `serve` run), which costs far less than handing every
+        // call to a thread of its own and waking it (measured in
+        // BENCHMARKS.md, "Plugin calls").
+        let mut backend = backend;
+        tokio::spawn(async move {
+            while let Some(call) = rx.recv().await {
+                serve(&mut backend, call).await;
             }
-        }
+        });
         handle
     }
 
