@@ -7,7 +7,7 @@ use ytdlp_plugin_sdk::{
     ProxyStats, Request, Success,
 };
 
-use crate::engine::{Engine, Init};
+use crate::engine::{Engine, FailureInfo, Init};
 use crate::state::{self, Store};
 
 struct Memory {
@@ -90,14 +90,21 @@ impl Backend for Memory {
             .map_err(Into::into)
     }
 
-    fn report_success(&mut self, proxy_id: &str, _: &Request, _: &Success, _: &Options) {
-        self.with(|e, now| e.success(proxy_id, now));
+    fn report_success(&mut self, proxy_id: &str, request: &Request, _: &Success, _: &Options) {
+        let site = request.site.domain.as_str();
+        self.with(|e, now| e.success_for(proxy_id, site, now));
     }
 
     fn report_failure(&mut self, proxy_id: &str, request: &Request, f: &Failure, _: &Options) {
         let site = request.site.domain.as_str();
-        let retry_after = f.detail.retry_after_ms;
-        self.with(|e, now| e.failure_after(proxy_id, f.kind, site, retry_after, now));
+        // The URL tells one refused video from a site refusing the proxy;
+        // the status and Retry-After say how hard to back off.
+        let info = FailureInfo {
+            url: &request.url,
+            http_status: f.detail.http_status,
+            retry_after_ms: f.detail.retry_after_ms,
+        };
+        self.with(|e, now| e.failure_with(proxy_id, f.kind, site, &info, now));
     }
 
     fn stats(&mut self, _options: &Options) -> Result<Vec<ProxyStats>, PluginError> {

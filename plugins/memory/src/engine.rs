@@ -14,8 +14,38 @@
 //!   unbanned and unavoided;
 //! - proxy faults (connect, timeout, auth) count toward disabling, on
 //!   *consecutive* failures; a success resets the count;
-//! - `blocked` (403/429/bot check) bans the proxy for that site's domain
-//!   only, for `site_ban_ms` (or the site's `Retry-After`, if longer);
+//! - `blocked` (403/429/bot check) concerns the proxy and that site's
+//!   domain only (a *pair*), and bans the pair only on evidence: with the
+//!   site's `Retry-After`, at once; without, when the site has refused a
+//!   second distinct URL through that proxy within `site_ban_cap_ms` (one
+//!   URL refused, however often, is a strike: the site may refuse that URL
+//!   to everyone; an unknown URL counts as a new one);
+//! - a pair's bans start short and double: `site_ban_base_ms`, then twice
+//!   that per further ban, times a jitter factor in
+//!   [1, 1 + `site_ban_jitter`), at most `site_ban_cap_ms` (0: no bans), at
+//!   least the `Retry-After`; a success through the pair resets the
+//!   doubling and the strike, and so does a cap's length without a
+//!   refusal; a refusal while the pair is banned (a run handed out before
+//!   the ban) only lengthens it to its `Retry-After`; a ban restored from
+//!   the state counts as one (its doubling is not saved);
+//! - pacing: `site_rate` (`DOMAIN=N/WINDOW`) hands a pair out at most N
+//!   times in any sliding WINDOW (a handout is one `get-proxy` answer, one
+//!   yt-dlp run); a pair at budget is skipped like a banned one and is
+//!   free again exactly when its oldest counted handout leaves the window;
+//! - learned rates (AIMD), for every site: a `blocked` with HTTP status
+//!   429 sets the pair's budget to half its handouts in the window (the
+//!   configured one, else `learn_window_ms`; at least 1; the 429 itself
+//!   counts as a handout when none is counted); each success through the
+//!   pair raises it by one, and the learned budget is dropped when it
+//!   reaches the configured N or, without one, exceeds twice the handouts
+//!   that drew the 429; it is forgotten by the sweep that follows a cap's
+//!   length (or a window, if longer) without a refusal or ban. Handouts
+//!   are counted only for sites with a configured rate or a learned
+//!   budget, so other sites cost nothing;
+//! - when every admitted proxy is banned, cooling down or at budget for
+//!   the site, the answer says which and when the first is usable again
+//!   (`retry_at_ms`: the latest of its ban end, cooldown end and budget's
+//!   free time, the earliest over the proxies);
 //! - `geo-restricted` is counted by kind and nothing else: the site refuses
 //!   that URL in the proxy's country, which is neither the proxy's fault
 //!   nor a ban for the site's other URLs;
@@ -38,7 +68,7 @@
 //! [`Wanted::admits`]: ytdlp_plugin_sdk::Wanted::admits
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
 
 use serde::{Deserialize, Serialize};
@@ -96,8 +126,18 @@ pub struct Settings {
     /// Disabled proxies come back (false: they stay disabled, like
     /// yt-dlp.ex's manager).
     pub recovery: bool,
-    /// How long `blocked` keeps a proxy away from that site.
-    pub site_ban_ms: u64,
+    /// A pair's first ban; each further one doubles it.
+    pub site_ban_base_ms: u64,
+    /// The longest ban (a `Retry-After` may be longer); 0: no bans. Also
+    /// how long a strike, and a pair's doubling, are remembered.
+    pub site_ban_cap_ms: u64,
+    /// A ban is multiplied by a factor in [1, 1 + this), so pairs banned
+    /// together do not all come back together.
+    pub site_ban_jitter: f64,
+    /// Configured budgets by site (`site_rate`).
+    pub site_rates: HashMap<Box<str>, Rate>,
+    /// The window of a learned budget at a site without a `site_rate`.
+    pub learn_window_ms: u64,
     /// Most sticky keys remembered.
     pub sticky_max: usize,
     /// Healthiest: the prior (pseudo-successes, pseudo-failures) that makes
@@ -115,10 +155,65 @@ impl Default for Settings {
             backoff_cap_ms: 3_600_000,
             jitter: true,
             recovery: true,
-            site_ban_ms: 1_800_000,
+            site_ban_base_ms: 30_000,
+            site_ban_cap_ms: 1_800_000,
+            site_ban_jitter: 0.2,
+            site_rates: HashMap::new(),
+            learn_window_ms: 60_000,
             sticky_max: 10_000,
             prior: (2.0, 0.25),
         }
+    }
+}
+
+/// A budget: at most `n` handouts in any sliding window of `window_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub n: u32,
+    pub window_ms: u64,
+}
+
+impl Rate {
+    /// `N/WINDOW`, WINDOW a whole number of `s`, `m` or `h`, the number
+    /// optional (`6/10s`, `300/h`, `1/90s`).
+    fn parse(s: &str) -> Option<Rate> {
+        let (n, window) = s.split_once('/')?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| (1..=1_000_000).contains(&n))?;
+        let window = window.trim();
+        let unit_at = window.find(|c: char| !c.is_ascii_digit())?;
+        let (count, unit) = window.split_at(unit_at);
+        let count: u64 = if count.is_empty() {
+            1
+        } else {
+            count.parse().ok()?
+        };
+        let unit_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        let window_ms = count.checked_mul(unit_ms)?;
+        (1..=MAX_WINDOW_MS)
+            .contains(&window_ms)
+            .then_some(Rate { n, window_ms })
+    }
+}
+
+/// A window as people write it: `10 s`, `1 min`, `2 h`.
+fn window_text(ms: u64) -> String {
+    if ms.is_multiple_of(3_600_000) {
+        format!("{} h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{} min", ms / 60_000)
+    } else if ms.is_multiple_of(1_000) {
+        format!("{} s", ms / 1_000)
+    } else {
+        format!("{ms} ms")
     }
 }
 
@@ -449,6 +544,87 @@ impl Fenwick {
     }
 }
 
+/// Handouts counted per pair at a site without a configured rate (for the
+/// count a 429 halves): more runs than this through one proxy in one
+/// learn window are not expected, and memory per pair stays bounded.
+const TRACK_MAX: usize = 64;
+
+/// How often `get-proxy` sweeps out pairs that hold nothing any more (an
+/// engine that saves nothing never calls [`Engine::prune_bans`]).
+const PRUNE_EVERY_MS: u64 = 60_000;
+
+/// A learned budget (AIMD) of one pair.
+#[derive(Clone, Copy, Debug)]
+struct Learned {
+    /// Handouts allowed per window (at least 1).
+    limit: u32,
+    /// Without a configured rate, the budget is dropped once `limit`
+    /// exceeds this (twice the handouts that drew the 429).
+    release: u32,
+}
+
+/// What the engine knows of one (proxy, site) pair. Only pairs with
+/// something to remember have one.
+#[derive(Debug, Default)]
+struct Pair {
+    /// Banned until (ms); 0: never banned.
+    until: u64,
+    /// Bans since the pair's last success: the next lasts base · 2^level.
+    level: u8,
+    /// The last refusal: the URL's hash (`None`: unknown URL) and when.
+    strike: Option<(Option<u64>, u64)>,
+    /// Recent handout times, oldest first, while the site is paced.
+    handouts: VecDeque<u64>,
+    learned: Option<Learned>,
+}
+
+impl Pair {
+    /// The pair's budget (handouts per window), if any.
+    fn budget(&self, rate: Option<Rate>, learn_ms: u64) -> Option<(usize, u64)> {
+        let window = rate.map_or(learn_ms, |r| r.window_ms);
+        let limit = match (rate, self.learned) {
+            (Some(r), Some(l)) => r.n.min(l.limit),
+            (Some(r), None) => r.n,
+            (None, Some(l)) => l.limit,
+            (None, None) => return None,
+        };
+        Some((limit as usize, window))
+    }
+
+    /// When the pair is free again if it is at budget now: the time the
+    /// `limit`-th most recent handout leaves the window. O(1): the
+    /// handouts are in time order.
+    fn free_at(&self, rate: Option<Rate>, learn_ms: u64, now: u64) -> Option<u64> {
+        let (limit, window) = self.budget(rate, learn_ms)?;
+        let n = self.handouts.len();
+        let t = *self.handouts.get(n.checked_sub(limit)?)?;
+        let free = t.saturating_add(window);
+        (free > now).then_some(free)
+    }
+
+    /// Handouts within the window ending now.
+    fn in_window(&self, window: u64, now: u64) -> usize {
+        let old = self
+            .handouts
+            .partition_point(|&t| t.saturating_add(window) <= now);
+        self.handouts.len() - old
+    }
+
+    /// Neither banned nor at budget.
+    fn free(&self, rate: Option<Rate>, learn_ms: u64, now: u64) -> bool {
+        self.until <= now && self.free_at(rate, learn_ms, now).is_none()
+    }
+}
+
+/// One site's pairs, by proxy.
+#[derive(Debug, Default)]
+struct SiteState {
+    pairs: HashMap<u32, Pair>,
+    /// Pairs with a learned budget: while any (or a rate is configured),
+    /// handouts for the site are counted.
+    learning: u32,
+}
+
 /// The engine: proxies, their health, and the strategy's indices.
 #[derive(Debug)]
 pub struct Engine {
@@ -462,8 +638,10 @@ pub struct Engine {
     cursor: u32,
     /// Cooling proxies by the time they come back.
     cooling: BinaryHeap<Reverse<(u64, u32)>>,
-    /// site (registrable domain) -> proxy -> banned until.
-    bans: HashMap<Box<str>, HashMap<u32, u64>>,
+    /// site (registrable domain) -> its pairs: bans, strikes, pacing.
+    sites: HashMap<Box<str>, SiteState>,
+    /// When `get-proxy` next sweeps `sites`.
+    next_prune: u64,
     sticky: HashMap<Box<str>, u32>,
     rng: fastrand::Rng,
     /// Entries changed since the last [`Engine::take_dirty`] (only while
@@ -536,8 +714,38 @@ pub const OPTIONS: &[(&str, &str, bool, bool)] = &[
         false,
     ),
     (
+        "site_ban_base_ms",
+        "a proxy's first ban from a site after `blocked` (two URLs refused, or a Retry-After); each further ban doubles (default 30000)",
+        false,
+        false,
+    ),
+    (
+        "site_ban_cap_ms",
+        "the longest ban from a site, unless its Retry-After is longer; 0: no bans (default 1800000)",
+        false,
+        false,
+    ),
+    (
+        "site_ban_jitter",
+        "a ban is multiplied by a random factor in [1, 1 + this), a fraction from 0 to 1 (default 0.2)",
+        false,
+        false,
+    ),
+    (
         "site_ban_ms",
-        "how long `blocked` keeps a proxy from that site (default 1800000)",
+        "deprecated: sets site_ban_cap_ms (bans now start at site_ban_base_ms and double)",
+        false,
+        false,
+    ),
+    (
+        "site_rate",
+        "DOMAIN=N/WINDOW: each proxy at most N runs per sliding WINDOW for that site (10s, 90s, 1m, h; e.g. youtube.com=300/h)",
+        true,
+        false,
+    ),
+    (
+        "learn_window_ms",
+        "the window of a rate learned from a site's 429 where no site_rate is set (default 60000)",
         false,
         false,
     ),
@@ -576,6 +784,8 @@ impl Init {
         let mut init = Init::default();
         let s = &mut init.settings;
         let mut weights: HashMap<String, u32> = HashMap::new();
+        // `site_ban_ms` (deprecated) is the cap unless the cap is given.
+        let (mut cap, mut old_ban) = (None, None);
         let mut lines = Vec::new();
         for (key, value) in options {
             let v = value.trim();
@@ -600,13 +810,47 @@ impl Init {
                     }
                 }
                 "recovery" => s.recovery = flag(key, v)?,
-                "site_ban_ms" => s.site_ban_ms = num(key, v, 0, MAX_WINDOW_MS)?,
+                "site_ban_base_ms" => s.site_ban_base_ms = num(key, v, 0, MAX_WINDOW_MS)?,
+                "site_ban_cap_ms" => cap = Some(num(key, v, 0, MAX_WINDOW_MS)?),
+                "site_ban_ms" => old_ban = Some(num(key, v, 0, MAX_WINDOW_MS)?),
+                "site_ban_jitter" => {
+                    s.site_ban_jitter = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|j| (0.0..=1.0).contains(j))
+                        .ok_or_else(|| {
+                            PluginError::invalid(
+                                key,
+                                format!("`{v}` is not a fraction from 0 to 1"),
+                            )
+                        })?
+                }
+                "site_rate" => {
+                    let (domain, rate) = v
+                        .split_once('=')
+                        .map(|(d, r)| (d.trim().to_ascii_lowercase(), Rate::parse(r)))
+                        .filter(|(d, _)| !d.is_empty() && !d.contains(['/', ' ']))
+                        .and_then(|(d, r)| Some((d, r?)))
+                        .ok_or_else(|| {
+                            PluginError::invalid(
+                                key,
+                                format!(
+                                    "`{v}` is not DOMAIN=N/WINDOW (N from 1 to 1000000, WINDOW like 10s, 90s, 1m, h: at most 30 days)"
+                                ),
+                            )
+                        })?;
+                    s.site_rates.insert(domain.into(), rate);
+                }
+                "learn_window_ms" => s.learn_window_ms = num(key, v, 1, MAX_WINDOW_MS)?,
                 "seed" => init.seed = Some(num(key, v, 0, u64::MAX)?),
                 "state_dir" => init.state_dir = Some(v.to_string()),
                 "read_only" => init.read_only = flag(key, v)?,
                 other if is_host_key(other) => {}
                 other => return Err(PluginError::unknown_option(other)),
             }
+        }
+        if let Some(cap) = cap.or(old_ban) {
+            s.site_ban_cap_ms = cap;
         }
         if s.backoff_cap_ms < s.backoff_base_ms {
             s.backoff_cap_ms = s.backoff_base_ms;
@@ -623,6 +867,33 @@ impl Init {
             init.proxies.push((entry, w));
         }
         Ok(init)
+    }
+}
+
+/// What a failure report tells the engine besides the kind: the request's
+/// URL and the failure's detail.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailureInfo<'a> {
+    /// The URL of the attempt; empty if unknown (then each refusal counts
+    /// as a URL of its own).
+    pub url: &'a str,
+    pub http_status: Option<u16>,
+    /// The site's `Retry-After`, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Forgets what a pair learned from refusals (its strike, doubling and
+/// learned budget) once `horizon` has passed since the last refusal and
+/// the end of its last ban; `learning` is the site's count of learned
+/// budgets.
+fn forget_stale(p: &mut Pair, learning: &mut u32, horizon: u64, now: u64) {
+    let last = p.strike.map_or(0, |(_, at)| at).max(p.until);
+    if last.saturating_add(horizon) <= now {
+        p.strike = None;
+        p.level = 0;
+        if p.learned.take().is_some() {
+            *learning -= 1;
+        }
     }
 }
 
@@ -788,7 +1059,8 @@ impl Engine {
             class_of: HashMap::new(),
             cursor: 0,
             cooling: BinaryHeap::new(),
-            bans: HashMap::new(),
+            sites: HashMap::new(),
+            next_prune: 0,
             sticky: HashMap::new(),
             rng: fastrand::Rng::with_seed(seed),
             dirty: Vec::new(),
@@ -1191,22 +1463,36 @@ impl Engine {
         }
     }
 
-    fn banned(&self, i: u32, site: &str, now: u64) -> bool {
-        !site.is_empty()
-            && self
-                .bans
-                .get(site)
-                .and_then(|m| m.get(&i))
-                .is_some_and(|&until| until > now)
+    /// The configured budget for `site`. No hashing when none is
+    /// configured (the common case: get-proxy is a hot path).
+    fn rate_for(&self, site: &str) -> Option<Rate> {
+        if self.settings.site_rates.is_empty() || site.is_empty() {
+            return None;
+        }
+        self.settings.site_rates.get(site).copied()
     }
 
-    /// Chooses a proxy for `request`: admitted by its `want`, not banned
-    /// for its site (`site.domain`), its `avoid` ids only if nothing else
-    /// is left, the cheapest tier first, its `sticky_key`'s proxy while
-    /// that one qualifies.
+    /// Neither banned for `site` nor at budget there.
+    fn free_for(&self, i: u32, site: &str, rate: Option<Rate>, now: u64) -> bool {
+        let learn = self.settings.learn_window_ms;
+        self.sites
+            .get(site)
+            .and_then(|s| s.pairs.get(&i))
+            .is_none_or(|p| p.free(rate, learn, now))
+    }
+
+    /// Chooses a proxy for `request`: admitted by its `want`, neither
+    /// banned for its site (`site.domain`) nor at budget there, its `avoid`
+    /// ids only if nothing else is left, the cheapest tier first, its
+    /// `sticky_key`'s proxy while that one qualifies.
     pub fn next_for(&mut self, now: u64, request: &Request) -> Result<Proxy, NoProxy> {
         self.wake(now);
+        if now >= self.next_prune {
+            self.prune_bans(now);
+            self.next_prune = now.saturating_add(PRUNE_EVERY_MS);
+        }
         let site = request.site.domain.as_str();
+        let rate = self.rate_for(site);
         let avoid: Vec<u32> = request
             .avoid
             .iter()
@@ -1217,10 +1503,10 @@ impl Engine {
             let e = &self.entries[i as usize];
             if e.indexed
                 && request.want.admits(self.meta(i))
-                && !self.banned(i, site, now)
+                && self.free_for(i, site, rate, now)
                 && !avoid.contains(&i)
             {
-                return Ok(self.hand_out(i, now));
+                return Ok(self.hand_out(i, site, rate, now));
             }
         }
         let mut admitted: Vec<(u8, u32)> = self
@@ -1231,12 +1517,12 @@ impl Engine {
             .map(|(n, c)| (c.meta.tier, n as u32))
             .collect();
         admitted.sort_unstable();
-        let mut found = self.pick(&admitted, site, &avoid, false, now);
+        let mut found = self.pick(&admitted, site, rate, &avoid, false, now);
         if found.is_none() && !avoid.is_empty() {
-            found = self.pick(&admitted, site, &avoid, true, now);
+            found = self.pick(&admitted, site, rate, &avoid, true, now);
         }
         let Some(i) = found else {
-            return Err(self.no_proxy(request, now));
+            return Err(self.no_proxy(request, rate, now));
         };
         if let Some(key) = sticky {
             if self.sticky.len() >= self.settings.sticky_max
@@ -1247,7 +1533,7 @@ impl Engine {
             }
             self.sticky.insert(key.into(), i);
         }
-        Ok(self.hand_out(i, now))
+        Ok(self.hand_out(i, site, rate, now))
     }
 
     /// Chooses a proxy for a request that asks nothing.
@@ -1256,12 +1542,13 @@ impl Engine {
     }
 
     /// The strategy's pick from `admitted` (tier, class), tier by tier,
-    /// skipping proxies banned for `site` and, unless `with_avoided`, those
-    /// in `avoid`.
+    /// skipping proxies banned for `site` or at budget there and, unless
+    /// `with_avoided`, those in `avoid`.
     fn pick(
         &mut self,
         admitted: &[(u8, u32)],
         site: &str,
+        rate: Option<Rate>,
         avoid: &[u32],
         with_avoided: bool,
         now: u64,
@@ -1270,12 +1557,17 @@ impl Engine {
             classes,
             rng,
             cursor,
-            bans,
+            sites,
+            settings,
             ..
         } = self;
-        let site_bans = bans.get(site);
+        let learn = settings.learn_window_ms;
+        // One lookup of the site; then one of the pair per candidate.
+        let pairs = sites.get(site).map(|s| &s.pairs);
         let ok = |i: u32| {
-            site_bans.and_then(|m| m.get(&i)).is_none_or(|&t| t <= now)
+            pairs
+                .and_then(|m| m.get(&i))
+                .is_none_or(|p| p.free(rate, learn, now))
                 && (with_avoided || !avoid.contains(&i))
         };
         for tier in admitted.chunk_by(|a, b| a.0 == b.0) {
@@ -1287,7 +1579,7 @@ impl Engine {
         None
     }
 
-    fn hand_out(&mut self, i: u32, now: u64) -> Proxy {
+    fn hand_out(&mut self, i: u32, site: &str, rate: Option<Rate>, now: u64) -> Proxy {
         let keyed = matches!(
             self.settings.strategy,
             Strategy::LeastUsed | Strategy::Healthiest
@@ -1302,7 +1594,39 @@ impl Engine {
             self.index_insert(i);
         }
         self.mark_dirty(i);
+        self.count_handout(i, site, rate, now);
         self.proxy(i)
+    }
+
+    /// Counts a handout of `i` for `site`, if the site is paced (a
+    /// configured rate or a learned budget); otherwise nothing is stored.
+    fn count_handout(&mut self, i: u32, site: &str, rate: Option<Rate>, now: u64) {
+        if site.is_empty() {
+            return;
+        }
+        let st = match self.sites.get_mut(site) {
+            Some(st) if rate.is_some() || st.learning > 0 => st,
+            Some(_) => return,
+            None if rate.is_some() => self.sites.entry(site.into()).or_default(),
+            None => return,
+        };
+        let p = st.pairs.entry(i).or_default();
+        let (limit, window) = p
+            .budget(rate, self.settings.learn_window_ms)
+            .unwrap_or((0, self.settings.learn_window_ms));
+        // Enough to decide "at budget" (the last `limit`), and at a site
+        // without a rate enough to count for a 429; never more.
+        let keep = rate.map_or(limit.max(TRACK_MAX), |r| r.n as usize);
+        while p
+            .handouts
+            .front()
+            .is_some_and(|&t| t.saturating_add(window) <= now || p.handouts.len() >= keep)
+        {
+            p.handouts.pop_front();
+        }
+        // In time order even if the clock steps back.
+        let t = p.handouts.back().map_or(now, |&b| b.max(now));
+        p.handouts.push_back(t);
     }
 
     /// The proxy at `i` as the contract hands it out.
@@ -1316,7 +1640,7 @@ impl Engine {
         }
     }
 
-    fn no_proxy(&self, request: &Request, now: u64) -> NoProxy {
+    fn no_proxy(&self, request: &Request, rate: Option<Rate>, now: u64) -> NoProxy {
         if self.live == 0 {
             return NoProxy {
                 message: "no proxies configured".to_string(),
@@ -1353,36 +1677,68 @@ impl Engine {
             })
             .collect();
         let live = members.len();
-        let next_cool = members
-            .iter()
-            .filter_map(|&i| match self.entries[i as usize].health {
-                Health::Cooling(t) if t > now => Some(t),
-                _ => None,
-            })
-            .min();
-        let next_ban = self.bans.get(site).and_then(|m| {
-            m.iter()
-                .filter(|(i, _)| members.contains(i) && self.entries[**i as usize].usable())
-                .map(|(_, &t)| t)
-                .filter(|&t| t > now)
-                .min()
-        });
-        let retry_at_ms = match (next_cool, next_ban) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let usable = members
-            .iter()
-            .filter(|&&i| self.entries[i as usize].usable())
-            .count();
+        let learn = self.settings.learn_window_ms;
+        let pairs = self.sites.get(site).map(|s| &s.pairs);
+        // Each proxy is usable again at the latest of its cooldown's end,
+        // its ban's end and its budget's free time; the answer is the
+        // earliest over them (none for a disabled proxy).
+        let (mut usable, mut banned, mut paced, mut learned) = (0, 0, 0, false);
+        let mut retry_at_ms: Option<u64> = None;
+        for &i in &members {
+            let e = &self.entries[i as usize];
+            let mut at = match e.health {
+                Health::Cooling(t) => t.max(now),
+                Health::Active | Health::Probation => now,
+                Health::Disabled => continue,
+            };
+            if e.usable() {
+                usable += 1;
+            }
+            if let Some(p) = pairs.and_then(|m| m.get(&i)) {
+                if p.until > now {
+                    at = at.max(p.until);
+                    banned += usize::from(e.usable());
+                } else if e.usable() && p.free_at(rate, learn, now).is_some() {
+                    paced += 1;
+                    learned |= p
+                        .learned
+                        .is_some_and(|l| rate.is_none_or(|r| l.limit < r.n));
+                }
+                if let Some(free) = p.free_at(rate, learn, now) {
+                    at = at.max(free);
+                }
+            }
+            if at > now {
+                retry_at_ms = Some(retry_at_ms.map_or(at, |r| r.min(at)));
+            }
+        }
         let wish = want.describe();
         let which = if wish.is_empty() {
             String::new()
         } else {
             format!(" {wish}")
         };
-        let message = if usable > 0 {
+        let budget = || match rate {
+            Some(r) if learned => format!(
+                "{} per {}, or less as learned from 429s",
+                r.n,
+                window_text(r.window_ms)
+            ),
+            Some(r) => format!("{} per {}", r.n, window_text(r.window_ms)),
+            None => format!("learned from 429s, per {}", window_text(learn)),
+        };
+        let message = if usable > 0 && paced == 0 {
             format!("all {usable} usable proxies{which} are banned for {site}")
+        } else if usable > 0 && banned == 0 {
+            format!(
+                "all {usable} usable proxies{which} are at their rate budget for {site} ({})",
+                budget()
+            )
+        } else if usable > 0 {
+            format!(
+                "all {usable} usable proxies{which} are banned for {site} ({banned}) or at their rate budget there ({paced}; {})",
+                budget()
+            )
         } else if retry_at_ms.is_some() {
             format!("all {live} proxies{which} are cooling down after failures")
         } else {
@@ -1397,8 +1753,16 @@ impl Engine {
         }
     }
 
-    /// Records a success through the proxy `id` (or URL).
-    pub fn success(&mut self, id: &str, _now: u64) {
+    /// Records a success through the proxy `id` (or URL), at no site in
+    /// particular.
+    pub fn success(&mut self, id: &str, now: u64) {
+        self.success_for(id, "", now);
+    }
+
+    /// Records a success through the proxy `id` (or URL) while fetching
+    /// from `site`: the pair's doubling and strike are reset and a learned
+    /// budget grows by one.
+    pub fn success_for(&mut self, id: &str, site: &str, _now: u64) {
         let Some(i) = self.find_proxy(id) else {
             return;
         };
@@ -1420,22 +1784,55 @@ impl Engine {
             self.index_insert(i);
         }
         self.mark_dirty(i);
+        let rate = self.rate_for(site);
+        if let Some(st) = self.sites.get_mut(site)
+            && let Some(p) = st.pairs.get_mut(&i)
+        {
+            p.level = 0;
+            p.strike = None;
+            if let Some(l) = &mut p.learned {
+                // Additive increase, up to the configured rate or, without
+                // one, past twice what drew the 429: then no learned cap.
+                l.limit = l.limit.saturating_add(1);
+                if rate.map_or(l.limit > l.release, |r| l.limit >= r.n) {
+                    p.learned = None;
+                    st.learning -= 1;
+                }
+            }
+        }
     }
 
     /// Records a failure of `kind` through the proxy `id` (or URL) while
-    /// fetching from `site` (a registrable domain).
+    /// fetching from `site` (a registrable domain), the URL unknown.
     pub fn failure(&mut self, id: &str, kind: Kind, site: &str, now: u64) {
-        self.failure_after(id, kind, site, None, now);
+        self.failure_with(id, kind, site, &FailureInfo::default(), now);
     }
 
-    /// [`Engine::failure`], with the site's `Retry-After` (ms), which
-    /// lengthens a `blocked` ban beyond `site_ban_ms`.
+    /// [`Engine::failure`], with the site's `Retry-After` (ms), which bans
+    /// a `blocked` pair at once, for at least that long.
     pub fn failure_after(
         &mut self,
         id: &str,
         kind: Kind,
         site: &str,
         retry_after_ms: Option<u64>,
+        now: u64,
+    ) {
+        let info = FailureInfo {
+            retry_after_ms,
+            ..FailureInfo::default()
+        };
+        self.failure_with(id, kind, site, &info, now);
+    }
+
+    /// [`Engine::failure`], with what the report tells besides the kind:
+    /// the URL, the HTTP status, the `Retry-After`.
+    pub fn failure_with(
+        &mut self,
+        id: &str,
+        kind: Kind,
+        site: &str,
+        info: &FailureInfo<'_>,
         now: u64,
     ) {
         let Some(i) = self.find_proxy(id) else {
@@ -1461,22 +1858,92 @@ impl Engine {
         } else if keyed && usable {
             self.index_insert(i);
         }
-        if kind == Kind::Blocked && !site.is_empty() && self.settings.site_ban_ms > 0 {
-            let ban = retry_after_ms
-                .unwrap_or(0)
-                .min(MAX_WINDOW_MS)
-                .max(self.settings.site_ban_ms);
-            let until = now + ban;
-            self.bans.entry(site.into()).or_default().insert(i, until);
-            if self.track {
-                self.new_bans.push((
-                    site.to_string(),
-                    self.entries[i as usize].id.to_string(),
-                    until,
-                ));
-            }
+        if kind == Kind::Blocked && !site.is_empty() {
+            self.refused(i, site, info, now);
         }
         self.mark_dirty(i);
+    }
+
+    /// The site refused a run through `i`: a strike or a ban, and on a 429
+    /// a lower learned budget.
+    fn refused(&mut self, i: u32, site: &str, info: &FailureInfo<'_>, now: u64) {
+        let rate = self.rate_for(site);
+        let url = (!info.url.is_empty()).then(|| self.hasher.hash_one(info.url));
+        let s = &self.settings;
+        let (base, cap, jitter, learn) = (
+            s.site_ban_base_ms,
+            s.site_ban_cap_ms,
+            s.site_ban_jitter,
+            s.learn_window_ms,
+        );
+        let horizon = cap.max(rate.map_or(learn, |r| r.window_ms));
+        if !self.sites.contains_key(site) {
+            self.sites.insert(site.into(), SiteState::default());
+        }
+        let st = self.sites.get_mut(site).expect("just made");
+        let tracked = rate.is_some() || st.learning > 0;
+        let p = st.pairs.entry(i).or_default();
+        forget_stale(p, &mut st.learning, horizon, now);
+        // Evidence: a second distinct URL refused within the cap (an
+        // unknown URL is never the same as another).
+        let distinct = p.strike.is_some_and(|(prev, at)| {
+            at.saturating_add(cap) > now && (prev.is_none() || prev != url)
+        });
+        p.strike = Some((url, now));
+        let floor = info.retry_after_ms.map(|r| r.min(MAX_WINDOW_MS));
+        let mut banned_until = None;
+        if cap > 0 && p.until > now {
+            // Already banned: a run handed out before the ban. Its
+            // Retry-After may lengthen the ban; it is not a further ban.
+            if let Some(f) = floor
+                && now + f > p.until
+            {
+                p.until = now + f;
+                banned_until = Some(p.until);
+            }
+        } else if cap > 0 && (floor.is_some() || distinct) {
+            let doubled = base.saturating_mul(1u64 << u32::from(p.level).min(40));
+            let factor = if jitter > 0.0 {
+                1.0 + jitter * self.rng.f64()
+            } else {
+                1.0
+            };
+            let ban = ((doubled as f64 * factor) as u64)
+                .min(cap)
+                .max(floor.unwrap_or(0));
+            p.until = now + ban;
+            p.level = p.level.saturating_add(1);
+            banned_until = Some(p.until);
+        }
+        if info.http_status == Some(429) {
+            // Multiplicative decrease: half the handouts the site saw in
+            // the window. Uncounted (the site was not paced), or none left
+            // in the window: the 429 itself is one, just now.
+            let window = rate.map_or(learn, |r| r.window_ms);
+            let mut count = if tracked { p.in_window(window, now) } else { 0 };
+            if count == 0 {
+                p.handouts.clear();
+                p.handouts.push_back(now);
+                count = 1;
+            }
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            if p.learned.is_none() {
+                st.learning += 1;
+            }
+            p.learned = Some(Learned {
+                limit: (count / 2).max(1),
+                release: count.saturating_mul(2).max(2),
+            });
+        }
+        if let Some(until) = banned_until
+            && self.track
+        {
+            self.new_bans.push((
+                site.to_string(),
+                self.entries[i as usize].id.to_string(),
+                until,
+            ));
+        }
     }
 
     /// Takes a proxy out: for a backoff window (doubling each time), or for
@@ -1586,11 +2053,23 @@ impl Engine {
     }
 
     pub fn stats(&self, now: u64) -> Vec<Stat> {
-        let mut bans_by_proxy: HashMap<u32, Vec<(&str, u64)>> = HashMap::new();
-        for (site, m) in &self.bans {
-            for (&i, &until) in m {
-                if until > now {
-                    bans_by_proxy.entry(i).or_default().push((site, until));
+        // (key, value) rows by proxy: its bans and learned budgets.
+        let mut by_proxy: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+        for (site, st) in &self.sites {
+            let rate = self.rate_for(site);
+            for (&i, p) in &st.pairs {
+                if p.until > now {
+                    by_proxy
+                        .entry(i)
+                        .or_default()
+                        .push((format!("banned.{site}"), p.until.to_string()));
+                }
+                if let Some(l) = p.learned {
+                    let window = rate.map_or(self.settings.learn_window_ms, |r| r.window_ms);
+                    by_proxy.entry(i).or_default().push((
+                        format!("learned_rate.{site}"),
+                        format!("{} per {}", l.limit, window_text(window)),
+                    ));
                 }
             }
         }
@@ -1622,11 +2101,10 @@ impl Engine {
                 if e.backoff_level > 0 {
                     extra.push(("backoff_level".into(), e.backoff_level.to_string()));
                 }
-                if let Some(bans) = bans_by_proxy.get_mut(&i) {
-                    bans.sort();
-                    for (site, until) in bans {
-                        extra.push((format!("banned.{site}"), until.to_string()));
-                    }
+                if let Some(rows) = by_proxy.remove(&i) {
+                    let mut rows = rows;
+                    rows.sort();
+                    extra.extend(rows);
                 }
                 Stat {
                     proxy: self.proxy(i),
@@ -1656,36 +2134,71 @@ impl Engine {
         }
     }
 
-    /// Site bans, for persistence: (site, id, until).
-    pub fn bans(&self) -> Vec<(String, String, u64)> {
+    /// Site bans in force at `now`, for persistence: (site, id, until).
+    pub fn bans(&self, now: u64) -> Vec<(String, String, u64)> {
         let mut out = Vec::new();
-        for (site, m) in &self.bans {
-            for (&i, &until) in m {
-                out.push((
-                    site.to_string(),
-                    self.entries[i as usize].id.to_string(),
-                    until,
-                ));
+        for (site, st) in &self.sites {
+            for (&i, p) in &st.pairs {
+                if p.until > now {
+                    out.push((
+                        site.to_string(),
+                        self.entries[i as usize].id.to_string(),
+                        p.until,
+                    ));
+                }
             }
         }
         out
     }
 
-    /// Restores a ban from saved state (expired ones are dropped).
+    /// Restores a ban from saved state (expired ones are dropped). The
+    /// doubling is not saved: a restored ban counts as the pair's first.
     pub fn restore_ban(&mut self, site: &str, id: &str, until: u64, now: u64) {
-        if until <= now {
+        if until <= now || site.is_empty() {
             return;
         }
         if let Some(i) = self.find(id) {
-            self.bans.entry(site.into()).or_default().insert(i, until);
+            if !self.sites.contains_key(site) {
+                self.sites.insert(site.into(), SiteState::default());
+            }
+            let st = self.sites.get_mut(site).expect("just made");
+            let p = st.pairs.entry(i).or_default();
+            p.until = p.until.max(until);
+            p.level = p.level.max(1);
         }
     }
 
-    /// Forgets expired bans (called when saving).
+    /// Forgets what no longer matters: ended bans, handouts out of their
+    /// window, strikes, doublings and learned budgets past their horizon
+    /// (see [`forget_stale`]), and pairs and sites left with nothing.
+    /// Called when saving, and by `get-proxy` every [`PRUNE_EVERY_MS`].
     pub fn prune_bans(&mut self, now: u64) {
-        self.bans.retain(|_, m| {
-            m.retain(|_, &mut until| until > now);
-            !m.is_empty()
+        let (cap, learn) = (self.settings.site_ban_cap_ms, self.settings.learn_window_ms);
+        let rates = &self.settings.site_rates;
+        self.sites.retain(|site, st| {
+            let rate = rates.get(site).copied();
+            let window = rate.map_or(learn, |r| r.window_ms);
+            let horizon = cap.max(window);
+            let learning = &mut st.learning;
+            st.pairs.retain(|_, p| {
+                forget_stale(p, learning, horizon, now);
+                while p
+                    .handouts
+                    .front()
+                    .is_some_and(|&t| t.saturating_add(window) <= now)
+                {
+                    p.handouts.pop_front();
+                }
+                p.until > now
+                    || p.strike.is_some()
+                    || p.level > 0
+                    || p.learned.is_some()
+                    || !p.handouts.is_empty()
+            });
+            if st.pairs.capacity() > 4 * st.pairs.len().max(4) {
+                st.pairs.shrink_to_fit();
+            }
+            !st.pairs.is_empty()
         });
     }
 }

@@ -44,6 +44,8 @@ mod tests {
             "jitter" => "none",
             "recovery" | "read_only" => "true",
             "state_dir" => "/state",
+            "site_ban_jitter" => "0.5",
+            "site_rate" => "youtube.com=300/h",
             _ => "5",
         };
         for o in &info.options {

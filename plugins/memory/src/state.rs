@@ -213,7 +213,7 @@ impl Store {
             format: FORMAT,
             entries: engine.records(),
             removed: engine.removed_ids(),
-            bans: engine.bans(),
+            bans: engine.bans(now),
         };
         let _ = engine.take_dirty();
         std::fs::create_dir_all(&self.dir)?;
@@ -391,7 +391,7 @@ pub fn apply(engine: &mut Engine, saved: Saved, configured: &[(ProxyEntry, u32)]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Kind, ProxyState};
+    use crate::engine::{FailureInfo, Kind, ProxyState};
     use ytdlp_plugin_sdk::{Request, Site};
 
     fn lines(urls: &[&str]) -> Vec<(ProxyEntry, u32)> {
@@ -474,7 +474,14 @@ mod tests {
         store.snapshot(&mut e, 0).unwrap();
         e.success(&id("http://b:1"), 5);
         e.failure(&id("http://a:1"), Kind::ProxyConnect, "", 10);
-        e.failure(&id("http://b:1"), Kind::Blocked, "site.example", 11);
+        // Two URLs refused: a ban (one would be a strike, not saved).
+        for url in ["https://site.example/1", "https://site.example/2"] {
+            let info = FailureInfo {
+                url,
+                ..FailureInfo::default()
+            };
+            e.failure_with(&id("http://b:1"), Kind::Blocked, "site.example", &info, 11);
+        }
         store.save_changes(&mut e, 11).unwrap();
 
         let (mut e2, warnings) = reopen(dir.path(), &["http://a:1", "http://b:1"], 20);
@@ -492,6 +499,51 @@ mod tests {
         // for the site that blocked it.
         assert_eq!(e2.next(30).unwrap().url, "http://b:1");
         assert!(e2.next_for(30, &site("site.example")).is_err());
+    }
+
+    #[test]
+    fn bans_round_trip_through_the_journal_and_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = ["http://a:1", "http://b:1"];
+        let mut e = engine(&urls);
+        let mut store = Store::new(dir.path());
+        store.snapshot(&mut e, 0).unwrap();
+        // A Retry-After bans at once; a lone refusal is a strike, not saved.
+        e.failure_after(
+            &id("http://a:1"),
+            Kind::Blocked,
+            "s.example",
+            Some(90_000),
+            10,
+        );
+        e.failure(&id("http://b:1"), Kind::Blocked, "s.example", 10);
+        store.save_changes(&mut e, 10).unwrap();
+        let ban = ("s.example".to_string(), id("http://a:1"), 90_010);
+        let (saved, _) = Store::new(dir.path()).load();
+        assert_eq!(saved.bans, std::slice::from_ref(&ban));
+        let (mut e2, _) = reopen(dir.path(), &urls, 20);
+        assert_eq!(e2.bans(20), std::slice::from_ref(&ban));
+        // The snapshot keeps it too, and drops it once over.
+        let mut store = Store::new(dir.path());
+        store.snapshot(&mut e2, 30).unwrap();
+        let (saved, _) = Store::new(dir.path()).load();
+        assert_eq!(saved.bans, [ban]);
+        store.snapshot(&mut e2, 90_010).unwrap();
+        let (saved, _) = Store::new(dir.path()).load();
+        assert!(saved.bans.is_empty());
+        // A restored ban counts as the pair's first: the next one doubles
+        // (the base, 30 s, jittered by at most a fifth).
+        let (mut e3, _) = reopen(dir.path(), &urls, 20);
+        e3.restore_ban("s.example", &id("http://a:1"), 90_010, 20);
+        e3.failure_after(
+            &id("http://a:1"),
+            Kind::Blocked,
+            "s.example",
+            Some(1),
+            100_000,
+        );
+        let until = e3.bans(100_000)[0].2;
+        assert!((160_000..172_000).contains(&until), "{until}");
     }
 
     #[test]

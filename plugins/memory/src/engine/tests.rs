@@ -70,6 +70,31 @@ fn regions(r: &[&str]) -> Wanted {
     }
 }
 
+/// A `blocked` report of `url` through `proxy` at `site`.
+fn refuse(e: &mut Engine, proxy: &str, site: &str, url: &str, now: u64) {
+    let info = FailureInfo {
+        url,
+        ..FailureInfo::default()
+    };
+    e.failure_with(proxy, Kind::Blocked, site, &info, now);
+}
+
+/// The evidence a ban needs without a Retry-After: two URLs refused.
+fn ban(e: &mut Engine, proxy: &str, site: &str, now: u64) {
+    refuse(e, proxy, site, "https://x.example/1", now);
+    refuse(e, proxy, site, "https://x.example/2", now);
+}
+
+/// A 429 of `url` through `proxy` at `site`.
+fn too_many(e: &mut Engine, proxy: &str, site: &str, url: &str, now: u64) {
+    let info = FailureInfo {
+        url,
+        http_status: Some(429),
+        retry_after_ms: None,
+    };
+    e.failure_with(proxy, Kind::Blocked, site, &info, now);
+}
+
 const A: &str = "http://a:1";
 const B: &str = "http://b:1";
 const C: &str = "http://c:1";
@@ -170,8 +195,9 @@ fn geo_restricted_is_counted_by_kind_and_nothing_else() {
 
 #[test]
 fn blocked_benches_the_proxy_for_that_domain_only() {
+    // The deprecated site_ban_ms is the cap: below the base, bans are flat.
     let mut e = engine_with(&[A, B], &[("site_ban_ms", "1000")]);
-    e.failure(&id(A), Kind::Blocked, "video.example", 10);
+    ban(&mut e, &id(A), "video.example", 10);
     // Not counted toward disabling.
     assert_eq!(state(&e, A, 10), ProxyState::Active);
     // Any host of that domain is that site.
@@ -212,12 +238,334 @@ fn a_longer_retry_after_lengthens_the_ban() {
 #[test]
 fn every_proxy_banned_for_a_site_says_when_the_first_comes_back() {
     let mut e = engine_with(&[A, B], &[("site_ban_ms", "1000")]);
-    e.failure(A, Kind::Blocked, "s", 0);
-    e.failure(B, Kind::Blocked, "s", 500);
+    ban(&mut e, A, "s", 0);
+    ban(&mut e, B, "s", 500);
     let err = e.next_for(600, &site("s")).unwrap_err();
     assert_eq!(err.retry_at_ms, Some(1000));
     assert!(err.message.contains("banned for s"), "{}", err.message);
     assert!(e.next_for(600, &site("t")).is_ok());
+}
+
+/// The end of `url`'s ban for `domain`, from its stats row.
+fn banned_until(e: &Engine, url: &str, domain: &str, now: u64) -> Option<u64> {
+    let key = format!("banned.{domain}");
+    row(e, url, now)
+        .extra
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.parse().unwrap())
+}
+
+#[test]
+fn bans_start_short_double_and_reset_after_a_success() {
+    let mut e = engine_with(&[A, B], &[("site_ban_jitter", "0")]);
+    ban(&mut e, A, "s", 0);
+    assert_eq!(banned_until(&e, A, "s", 0), Some(30_000));
+    assert!(e.next_for(29_999, &site("s")).unwrap().url == B);
+    // The ban over, the strike (the last URL) is still remembered: one
+    // more distinct URL bans again, for twice as long.
+    refuse(&mut e, A, "s", "https://x.example/3", 40_000);
+    assert_eq!(banned_until(&e, A, "s", 40_000), Some(100_000));
+    refuse(&mut e, A, "s", "https://x.example/4", 100_000);
+    assert_eq!(banned_until(&e, A, "s", 100_000), Some(220_000));
+    // A success through the pair resets the doubling (and the strike).
+    e.success_for(A, "s", 220_000);
+    refuse(&mut e, A, "s", "https://x.example/5", 230_000);
+    assert_eq!(banned_until(&e, A, "s", 230_000), None, "a strike only");
+    refuse(&mut e, A, "s", "https://x.example/6", 230_000);
+    assert_eq!(banned_until(&e, A, "s", 230_000), Some(260_000));
+    // A success for another site resets nothing here.
+    e.success_for(A, "t", 260_000);
+    refuse(&mut e, A, "s", "https://x.example/7", 260_000);
+    assert_eq!(banned_until(&e, A, "s", 260_000), Some(320_000));
+}
+
+#[test]
+fn bans_are_capped_and_jittered_upwards() {
+    let mut e = engine_with(
+        &[A],
+        &[("site_ban_jitter", "0"), ("site_ban_cap_ms", "100000")],
+    );
+    let mut t = 0;
+    let mut lengths = Vec::new();
+    for n in 0..4 {
+        refuse(&mut e, A, "s", &format!("https://x.example/{n}a"), t);
+        refuse(&mut e, A, "s", &format!("https://x.example/{n}b"), t);
+        let until = banned_until(&e, A, "s", t).unwrap();
+        lengths.push(until - t);
+        t = until;
+    }
+    assert_eq!(lengths, [30_000, 60_000, 100_000, 100_000]);
+    // Jitter lengthens a ban by a factor in [1, 1.5), never past the cap.
+    let mut seen = BTreeSet::new();
+    for seed in 0..50 {
+        let mut e = Engine::from_options(&opts(&[
+            ("proxy", A),
+            ("seed", &seed.to_string()),
+            ("site_ban_jitter", "0.5"),
+            ("site_ban_cap_ms", "40000"),
+        ]))
+        .unwrap();
+        ban(&mut e, A, "s", 0);
+        let first = banned_until(&e, A, "s", 0).unwrap();
+        assert!((30_000..=40_000).contains(&first), "{first}");
+        seen.insert(first);
+    }
+    assert!(seen.len() > 10, "{seen:?}");
+}
+
+#[test]
+fn a_retry_after_bans_at_once_and_floors_the_ban() {
+    let mut e = engine_with(&[A], &[("site_ban_jitter", "0")]);
+    e.failure_after(A, Kind::Blocked, "s", Some(90_000), 0);
+    assert_eq!(banned_until(&e, A, "s", 0), Some(90_000));
+    assert!(e.next_for(89_999, &site("s")).is_err());
+    assert!(e.next_for(90_000, &site("s")).is_ok());
+    // A short one: the doubled ban (60 s) wins.
+    e.failure_after(A, Kind::Blocked, "s", Some(10), 100_000);
+    assert_eq!(banned_until(&e, A, "s", 100_000), Some(160_000));
+    // Past the cap too: the site said so.
+    let mut e = engine_with(&[A], &[("site_ban_cap_ms", "1000")]);
+    e.failure_after(A, Kind::Blocked, "s", Some(5_000), 0);
+    assert_eq!(banned_until(&e, A, "s", 0), Some(5_000));
+}
+
+#[test]
+fn a_refusal_while_banned_is_not_a_further_ban() {
+    // Four runs handed out before the ban, refused one after another.
+    let mut e = engine_with(&[A], &[("site_ban_jitter", "0")]);
+    for n in 0..4 {
+        refuse(&mut e, A, "s", &format!("https://x.example/{n}"), 10);
+    }
+    assert_eq!(banned_until(&e, A, "s", 10), Some(30_010));
+    // Its Retry-After still lengthens it.
+    e.failure_after(A, Kind::Blocked, "s", Some(50_000), 20);
+    assert_eq!(banned_until(&e, A, "s", 20), Some(50_020));
+    // And the next ban is the second: 60 s.
+    refuse(&mut e, A, "s", "https://x.example/9", 60_000);
+    assert_eq!(banned_until(&e, A, "s", 60_000), Some(120_000));
+}
+
+#[test]
+fn one_refused_url_is_a_strike_and_a_second_distinct_url_bans() {
+    let mut e = engine(&[A]);
+    let watch = "https://www.s.example/watch?v=1";
+    refuse(&mut e, A, "s.example", watch, 0);
+    assert!(
+        e.next_for(1, &site("s.example")).is_ok(),
+        "one URL: a strike"
+    );
+    // The same URL again is still that URL's problem, not the proxy's.
+    refuse(&mut e, A, "s.example", watch, 2);
+    assert!(e.next_for(3, &site("s.example")).is_ok());
+    refuse(&mut e, A, "s.example", "https://www.s.example/watch?v=2", 4);
+    let err = e.next_for(5, &site("s.example")).unwrap_err();
+    assert!(
+        err.message.contains("banned for s.example"),
+        "{}",
+        err.message
+    );
+    // An unknown URL counts as a new one each time: two refusals ban.
+    let mut e = engine(&[A]);
+    e.failure(A, Kind::Blocked, "s", 0);
+    assert!(e.next_for(1, &site("s")).is_ok());
+    e.failure(A, Kind::Blocked, "s", 2);
+    assert!(e.next_for(3, &site("s")).is_err());
+    // A strike is remembered for site_ban_cap_ms, and a success clears it.
+    let mut e = engine_with(&[A], &[("site_ban_cap_ms", "60000")]);
+    refuse(&mut e, A, "s", "https://x.example/1", 0);
+    refuse(&mut e, A, "s", "https://x.example/2", 60_000);
+    assert!(
+        e.next_for(60_001, &site("s")).is_ok(),
+        "the first strike expired"
+    );
+    e.success_for(A, "s", 60_002);
+    refuse(&mut e, A, "s", "https://x.example/3", 60_003);
+    assert!(
+        e.next_for(60_004, &site("s")).is_ok(),
+        "the success cleared it"
+    );
+}
+
+#[test]
+fn site_rate_keeps_a_pair_to_n_per_window_and_frees_it_exactly() {
+    let mut e = engine_with(&[A], &[("site_rate", "127.0.0.1=3/10s")]);
+    let r = site("127.0.0.1");
+    for t in [0, 1_000, 2_000] {
+        assert_eq!(e.next_for(t, &r).unwrap().url, A);
+    }
+    let err = e.next_for(3_000, &r).unwrap_err();
+    assert_eq!(
+        err.retry_at_ms,
+        Some(10_000),
+        "the oldest leaves the window"
+    );
+    assert_eq!(
+        err.message,
+        "all 1 usable proxies are at their rate budget for 127.0.0.1 (3 per 10 s)"
+    );
+    assert!(e.next_for(9_999, &r).is_err());
+    assert!(e.next_for(10_000, &r).is_ok());
+    // Sliding: the next is free when the handout at 1 s leaves.
+    assert_eq!(
+        e.next_for(10_001, &r).unwrap_err().retry_at_ms,
+        Some(11_000)
+    );
+    assert!(e.next_for(11_000, &r).is_ok());
+    // Other sites are not paced.
+    for t in 0..20 {
+        assert!(e.next_for(11_000 + t, &site("other.example")).is_ok());
+    }
+}
+
+#[test]
+fn every_proxy_at_budget_banned_or_cooling_says_when_the_first_is_free() {
+    let mut e = engine_with(
+        &[A, B, C],
+        &[
+            ("site_rate", "s=2/1m"),
+            ("failure_threshold", "1"),
+            ("jitter", "none"),
+            ("backoff_base_ms", "50000"),
+        ],
+    );
+    let r = site("s");
+    // Round robin: A, B, C, A, B, C; each at its budget of 2.
+    for t in 0..6 {
+        e.next_for(t, &r).unwrap();
+    }
+    // A banned until 120010 (free of its budget at 60000), B free at
+    // 60001, C cooling until 50010 (then free at 60002).
+    e.failure_after(A, Kind::Blocked, "s", Some(120_000), 10);
+    e.failure(C, Kind::ProxyConnect, "", 10);
+    let err = e.next_for(20, &r).unwrap_err();
+    assert_eq!(err.retry_at_ms, Some(60_001));
+    assert_eq!(
+        err.message,
+        "all 2 usable proxies are banned for s (1) or at their rate budget there (1; 2 per 1 min)"
+    );
+    assert_eq!(e.next_for(60_001, &r).unwrap().url, B);
+    // C is back from its cooldown but still at budget; B is again.
+    let err = e.next_for(60_001, &r).unwrap_err();
+    assert_eq!(err.retry_at_ms, Some(60_002));
+    assert_eq!(e.next_for(60_002, &r).unwrap().url, C);
+}
+
+/// The pair's learned budget as stats show it.
+fn learned(e: &Engine, url: &str, domain: &str, now: u64) -> Option<String> {
+    let key = format!("learned_rate.{domain}");
+    row(e, url, now)
+        .extra
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn a_429_halves_the_pairs_budget_and_successes_grow_it_back() {
+    let mut e = engine_with(&[A], &[("site_rate", "s=8/10s")]);
+    let r = site("s");
+    for t in 0..6 {
+        e.next_for(t, &r).unwrap();
+    }
+    // 6 handouts in the window drew the 429: 3 per window from now on.
+    too_many(&mut e, A, "s", "https://x.example/1", 6);
+    assert_eq!(learned(&e, A, "s", 6).as_deref(), Some("3 per 10 s"));
+    let err = e.next_for(7, &r).unwrap_err();
+    // At budget until the third most recent (at 3) leaves the window.
+    assert_eq!(err.retry_at_ms, Some(10_003));
+    assert!(
+        err.message
+            .ends_with("(8 per 10 s, or less as learned from 429s)"),
+        "{}",
+        err.message
+    );
+    assert!(e.next_for(10_003, &r).is_ok());
+    // Additive increase, one per success, up to the configured 8: then the
+    // learned budget is gone.
+    for n in 4..8 {
+        e.success_for(A, "s", 10_004);
+        assert_eq!(learned(&e, A, "s", 10_004), Some(format!("{n} per 10 s")));
+    }
+    e.success_for(A, "s", 10_004);
+    assert_eq!(learned(&e, A, "s", 10_004), None);
+    // A 429 that is not a ban (one URL: a strike) still paces.
+    assert_eq!(banned_until(&e, A, "s", 10_004), None);
+}
+
+#[test]
+fn a_429_at_an_unpaced_site_learns_a_rate_in_the_learn_window() {
+    let mut e = engine_with(&[A, B], &[("learn_window_ms", "30000")]);
+    let r = site("s");
+    for t in 0..4 {
+        e.next_for(t, &r).unwrap();
+    }
+    // Uncounted so far: the 429 is the one handout known, at its time.
+    too_many(&mut e, A, "s", "https://x.example/1", 100);
+    assert_eq!(learned(&e, A, "s", 100).as_deref(), Some("1 per 30 s"));
+    for t in 101..110 {
+        assert_eq!(e.next_for(t, &r).unwrap().url, B);
+    }
+    // While the site learns, its handouts are counted: B's 9 since the
+    // 429 halve to 4.
+    too_many(&mut e, B, "s", "https://x.example/2", 110);
+    assert_eq!(learned(&e, B, "s", 110).as_deref(), Some("4 per 30 s"));
+    let err = e.next_for(111, &r).unwrap_err();
+    // A is free when the 429 leaves the window (B when its 4th most recent
+    // handout, at 106, does).
+    assert_eq!(err.retry_at_ms, Some(30_100));
+    assert_eq!(
+        err.message,
+        "all 2 usable proxies are at their rate budget for s (learned from 429s, per 30 s)"
+    );
+    assert_eq!(e.next_for(30_100, &r).unwrap().url, A);
+    assert_eq!(e.next_for(30_106, &r).unwrap().url, B);
+    // Without a configured rate, the learned one is dropped once past
+    // twice what drew the 429 (1 handout for A): two successes.
+    e.success_for(A, "s", 30_200);
+    assert_eq!(learned(&e, A, "s", 30_200).as_deref(), Some("2 per 30 s"));
+    e.success_for(A, "s", 30_200);
+    assert_eq!(learned(&e, A, "s", 30_200), None);
+}
+
+#[test]
+fn an_unpaced_site_stores_nothing_per_handout() {
+    let mut e = engine(&[A, B, C]);
+    for t in 0..1000 {
+        let p = e.next_for(t, &site("s")).unwrap();
+        e.success_for(&p.id, "s", t);
+    }
+    assert!(e.sites.is_empty());
+    // Paced, the pairs hold at most N handouts each, and are swept out
+    // once their window has passed.
+    let mut e = engine_with(&[A, B, C], &[("site_rate", "s=5/1s")]);
+    for t in 0..1000 {
+        let _ = e.next_for(t * 100, &site("s"));
+    }
+    let pairs = &e.sites["s"].pairs;
+    assert_eq!(pairs.len(), 3);
+    assert!(pairs.values().all(|p| p.handouts.len() <= 5));
+    let _ = e.next_for(1_000_000, &site("other"));
+    assert!(e.sites.is_empty(), "{:?}", e.sites);
+}
+
+#[test]
+fn pairs_are_forgotten_a_cap_after_their_last_refusal() {
+    let mut e = engine_with(
+        &[A],
+        &[("site_ban_jitter", "0"), ("site_ban_cap_ms", "100000")],
+    );
+    ban(&mut e, A, "s", 0);
+    too_many(&mut e, A, "s", "https://x.example/3", 0);
+    assert!(learned(&e, A, "s", 0).is_some());
+    e.prune_bans(129_999);
+    assert_eq!(e.sites["s"].pairs[&0].level, 1, "the doubling is kept");
+    // A cap (100 s) after the ban ended: strike, doubling and learned
+    // budget are forgotten, and the pair with them.
+    e.prune_bans(130_000);
+    assert!(e.sites.is_empty());
+    ban(&mut e, A, "s", 130_000);
+    assert_eq!(banned_until(&e, A, "s", 130_000), Some(160_000));
 }
 
 #[test]
@@ -350,7 +698,7 @@ fn sticky_keys_keep_a_proxy_while_it_works() {
     assert_ne!(moved, first);
     assert_eq!(e.next_for(8, &keyed("playlist-1")).unwrap(), moved);
     // A site ban also moves it, for that site.
-    e.failure(&moved.id, Kind::Blocked, "s", 9);
+    ban(&mut e, &moved.id, "s", 9);
     assert_ne!(e.next_for(10, &keyed("playlist-1")).unwrap(), moved);
 }
 
@@ -445,7 +793,7 @@ fn avoided_proxies_only_when_nothing_else_is_admitted() {
         assert_eq!(e.next_for(t, &r).unwrap().url, C);
     }
     // With C banned for the site, an avoided one is better than none.
-    e.failure(&id(C), Kind::Blocked, "s", 5);
+    ban(&mut e, &id(C), "s", 5);
     let got = e.next_for(6, &r).unwrap().url;
     assert!(got == A || got == B, "{got}");
     // Unknown ids in `avoid` are ignored.
@@ -479,7 +827,7 @@ fn the_cheapest_admitted_tier_comes_first_then_the_strategy() {
             "{strategy}"
         );
         e.failure("http://cheap-de:1", Kind::ProxyConnect, "", 50);
-        e.failure("http://cheap-fr:1", Kind::Blocked, "s", 50);
+        ban(&mut e, "http://cheap-fr:1", "s", 50);
         assert_eq!(
             e.next_for(51, &site("s")).unwrap().url,
             "http://mid:1",
@@ -703,7 +1051,7 @@ fn every_strategy_skips_banned_and_cooling_proxies() {
             &[("strategy", strategy), ("failure_threshold", "1")],
         );
         e.failure(A, Kind::ProxyConnect, "", 0);
-        e.failure(B, Kind::Blocked, "s", 0);
+        ban(&mut e, B, "s", 0);
         for t in 1..30 {
             assert_eq!(e.next_for(t, &site("s")).unwrap().url, C, "{strategy}");
         }
@@ -747,6 +1095,10 @@ fn bad_options_are_refused_with_the_key() {
         ("recovery", "maybe"),
         ("proxy", "ftp://u:s3cret@h:1"),
         ("proxy", "http://h:1;colour=red"),
+        ("site_ban_jitter", "1.5"),
+        ("site_ban_jitter", "NaN"),
+        ("site_ban_cap_ms", "-1"),
+        ("learn_window_ms", "0"),
     ] {
         let err = Engine::from_options(&opts(&[(k, v)]))
             .unwrap_err()
@@ -754,6 +1106,70 @@ fn bad_options_are_refused_with_the_key() {
         assert!(err.contains(k), "{k}={v}: {err}");
         assert!(!err.contains("s3cret"), "{err}");
     }
+}
+
+#[test]
+fn bad_site_rates_are_refused_with_the_option_and_the_value() {
+    for v in [
+        "youtube.com",
+        "youtube.com=",
+        "=5/h",
+        "youtube.com=0/h",
+        "youtube.com=-1/h",
+        "youtube.com=5",
+        "youtube.com=5/",
+        "youtube.com=5/10",
+        "youtube.com=5/10x",
+        "youtube.com=5/0s",
+        "youtube.com=5/1d",
+        "youtube.com=5/721h",
+        "youtube.com=5/h/2",
+        "you tube.com=5/h",
+        "youtube.com=2000000/h",
+    ] {
+        let err = Engine::from_options(&opts(&[("site_rate", v)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("site_rate") && err.contains(v), "{v}: {err}");
+    }
+    let init = Init::parse(&opts(&[
+        ("site_rate", "127.0.0.1=6/10s"),
+        ("site_rate", " YouTube.com = 300/h "),
+        ("site_rate", "a.example=1/90s"),
+        ("site_rate", "b.example=2/m"),
+        ("site_rate", "b.example=3/1m"),
+    ]))
+    .unwrap();
+    let rates = &init.settings.site_rates;
+    let rate = |d: &str| rates.get(d).map(|r| (r.n, r.window_ms));
+    assert_eq!(rate("127.0.0.1"), Some((6, 10_000)));
+    assert_eq!(rate("youtube.com"), Some((300, 3_600_000)));
+    assert_eq!(rate("a.example"), Some((1, 90_000)));
+    assert_eq!(rate("b.example"), Some((3, 60_000)), "the last one wins");
+}
+
+#[test]
+fn site_ban_ms_still_loads_as_the_cap() {
+    let s = |pairs: &[(&str, &str)]| Init::parse(&opts(pairs)).unwrap().settings;
+    let d = Settings::default();
+    assert_eq!(
+        (d.site_ban_base_ms, d.site_ban_cap_ms, d.site_ban_jitter),
+        (30_000, 1_800_000, 0.2)
+    );
+    assert_eq!(d.learn_window_ms, 60_000);
+    assert_eq!(s(&[("site_ban_ms", "600000")]).site_ban_cap_ms, 600_000);
+    // The new name wins, whatever the order.
+    for pairs in [
+        [("site_ban_ms", "600000"), ("site_ban_cap_ms", "900000")],
+        [("site_ban_cap_ms", "900000"), ("site_ban_ms", "600000")],
+    ] {
+        assert_eq!(s(&pairs).site_ban_cap_ms, 900_000);
+    }
+    // 0 still turns bans off, Retry-After or not.
+    let mut e = engine_with(&[A], &[("site_ban_ms", "0")]);
+    e.failure_after(A, Kind::Blocked, "s", Some(60_000), 0);
+    ban(&mut e, A, "s", 0);
+    assert!(e.next_for(1, &site("s")).is_ok());
 }
 
 #[test]
