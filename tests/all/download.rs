@@ -60,7 +60,17 @@ fn dead_proxy_is_reported_retried_elsewhere_and_disabled_after_threshold() {
         .map(|n| media.url(&format!("/v/{n}.mp4")))
         .collect();
     let good_url = good.url("http");
-    let mut args = vec!["--proxy", &dead, "--proxy", &good_url];
+    // yt-dlp's own runs find the dead proxy here: with the pre-flight check
+    // on, one failed check benches it at once (tests/all/pacing.rs).
+    let config = env.write_config("preflight_timeout_ms = 0\n");
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--proxy",
+        &dead,
+        "--proxy",
+        &good_url,
+    ];
     args.extend(urls.iter().map(String::as_str));
     let run = env.download(&args);
     assert!(run.ok(), "{}", run.dump());
@@ -151,7 +161,11 @@ fn blocked_site_is_classified_and_retried_elsewhere() {
     let a = tinyproxy(None);
     let b = tinyproxy(None);
     let env = Env::new();
+    // `--max-wait 0`: once both proxies are paced for the site after its
+    // 429s, the URL ends instead of waiting for them.
     let run = env.download(&[
+        "--max-wait",
+        "0",
         "--proxy",
         &a.url("http"),
         "--proxy",
@@ -258,9 +272,12 @@ fn per_download_options_reach_a_user_plugin() {
         &media.url("/clip.mp4"),
     ]);
     assert!(!run.ok());
+    // Its failed pre-flight check uses up no attempt; the plugin hands the
+    // same proxy out again, which does (nothing else is left).
+    let dead_twice = (dead.clone(), Some("proxy-connect".to_string()));
     assert_eq!(
         attempts(&run.json_lines()[0]),
-        [(dead.clone(), Some("proxy-connect".to_string()))]
+        [dead_twice.clone(), dead_twice]
     );
     // The download's option wins over the config's.
     let opt = format!("use_proxy={}", proxy.url("http"));

@@ -427,22 +427,27 @@ fn a_refused_init_or_a_hung_one_never_downloads_direct() {
 
 #[test]
 #[ignore = "needs yt-dlp (bash .ci/run installs it)"]
-fn with_proxies_configured_the_default_is_fail_and_without_any_it_says_direct() {
+fn with_proxies_configured_the_default_is_wait_and_without_any_it_says_direct() {
     let media = MediaServer::start();
     let env = Env::new();
-    // One dead proxy: its pre-flight fails, then it is benched, then there
-    // is no proxy; the default policy must not go direct.
+    // One dead proxy: its pre-flight fails, it is benched, then there is
+    // no proxy; the default policy (`wait`, here for at most a second)
+    // must not go direct, and ends with the reason.
     let dead = format!("http://127.0.0.1:{}", free_port());
     let cfg = env.write_config("[plugins.memory.options]\nfailure_threshold = 1\n");
     let run = env.download(&[
         "--config",
         cfg.to_str().unwrap(),
+        "--max-wait",
+        "1",
         "--proxy",
         &dead,
         &media.url("/clip.mp4"),
     ]);
     assert!(!run.ok(), "{}", run.dump());
     assert_eq!(media.requests(), 0, "went direct: {}", run.dump());
+    let error = run.json_lines()[0]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("policy `wait`"), "{error}");
     let attempts = crate::common::attempts(&run.json_lines()[0]);
     assert!(attempts.iter().all(|(p, _)| p != "direct"), "{attempts:?}");
     // Nothing configured at all: direct, and said so.

@@ -20,6 +20,7 @@ mod hardening;
 mod health;
 mod hostile;
 mod layers;
+mod pacing;
 mod plugins;
 mod redis;
 mod routing;

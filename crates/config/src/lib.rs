@@ -32,6 +32,8 @@ pub const MAX_ATTEMPTS: u64 = 100;
 /// A week.
 pub const MAX_RUN_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 pub const MAX_PREFLIGHT_MS: u64 = 60_000;
+/// Longest `max_wait_secs`: a day.
+pub const MAX_WAIT_SECS: u64 = 24 * 3600;
 pub const MAX_WORKER_RSS_MIB: u64 = 1 << 20;
 pub const MAX_PLUGIN_MEMORY_MIB: u64 = 4096;
 /// Ten minutes.
@@ -69,8 +71,12 @@ pub struct Config {
     pub max_tier: Option<u8>,
     /// Attempts per URL, each through another proxy (default 3).
     pub max_attempts: Option<u32>,
-    /// What to do when the backend gives no proxy (default `direct`).
+    /// What to do when the backend gives no proxy (default `wait` when any
+    /// proxy or plugin is configured, `direct` when none is).
     pub on_no_proxy: Option<NoProxyPolicy>,
+    /// Under `wait`: the longest a URL waits, in all, for its site's next
+    /// free proxy (default 600).
+    pub max_wait_secs: Option<u64>,
     /// yt-dlp output template (`-o`).
     pub output: Option<String>,
     /// Deadline for one yt-dlp run, in seconds (default 3600).
@@ -101,16 +107,20 @@ pub enum NoProxyPolicy {
     Direct,
     /// Fail the URL with the backend's reason.
     Fail,
+    /// Wait until the backend says a proxy is free again (bounded by
+    /// `max_wait_secs`), then go on; fail when it cannot say.
+    Wait,
 }
 
 impl NoProxyPolicy {
     /// The names, as in the config and on the command line.
-    pub const NAMES: [&'static str; 2] = ["direct", "fail"];
+    pub const NAMES: [&'static str; 3] = ["direct", "fail", "wait"];
 
     pub fn name(self) -> &'static str {
         match self {
             NoProxyPolicy::Direct => "direct",
             NoProxyPolicy::Fail => "fail",
+            NoProxyPolicy::Wait => "wait",
         }
     }
 }
@@ -155,7 +165,7 @@ macro_rules! named_enum_from_str {
         }
     };
 }
-named_enum_from_str!(NoProxyPolicy, "direct" => NoProxyPolicy::Direct, "fail" => NoProxyPolicy::Fail);
+named_enum_from_str!(NoProxyPolicy, "direct" => NoProxyPolicy::Direct, "fail" => NoProxyPolicy::Fail, "wait" => NoProxyPolicy::Wait);
 named_enum_from_str!(RunnerKind, "worker" => RunnerKind::Worker, "process" => RunnerKind::Process);
 
 /// `[worker]` in the config: the worker runner's settings.
@@ -451,6 +461,7 @@ impl Config {
             0,
             MAX_PREFLIGHT_MS,
         )?;
+        within("max_wait_secs", self.max_wait_secs, 0, MAX_WAIT_SECS)?;
         within(
             "worker.max_rss_mib",
             self.worker.max_rss_mib.map(|v| v.get()),

@@ -76,6 +76,7 @@ pub struct HostBuilder {
     no_proxy_manager: bool,
     max_attempts: Option<u32>,
     on_no_proxy: Option<NoProxyPolicy>,
+    max_wait_secs: Option<u64>,
     output: Option<String>,
     ytdlp_args: Vec<String>,
     runner: Option<RunnerKind>,
@@ -113,6 +114,7 @@ impl HostBuilder {
             no_proxy_manager: false,
             max_attempts: None,
             on_no_proxy: None,
+            max_wait_secs: None,
             output: None,
             ytdlp_args: Vec::new(),
             runner: None,
@@ -195,6 +197,13 @@ impl HostBuilder {
 
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n);
+        self
+    }
+
+    /// Under `wait`: the longest a URL waits, in all (config
+    /// `max_wait_secs`).
+    pub fn max_wait_secs(mut self, secs: u64) -> Self {
+        self.max_wait_secs = Some(secs);
         self
     }
 
@@ -546,12 +555,14 @@ impl HostBuilder {
     }
 
     /// The no-proxy policy, and whether it was chosen explicitly. Unchosen:
-    /// `fail` when any proxy or a non-bundled backend is configured; `direct`
-    /// only with no proxy configured at all (said on screen).
+    /// `wait` when any proxy or a non-bundled backend is configured (a URL
+    /// waits for its site's next free proxy when the backend says when that
+    /// is, and fails otherwise); `direct` only with no proxy configured at
+    /// all (said on screen).
     pub fn no_proxy_policy(&self) -> (NoProxyPolicy, bool) {
         match self.on_no_proxy.or(self.config.on_no_proxy) {
             Some(p) => (p, true),
-            None if self.proxies_configured() => (NoProxyPolicy::Fail, false),
+            None if self.proxies_configured() => (NoProxyPolicy::Wait, false),
             None => (NoProxyPolicy::Direct, false),
         }
     }
@@ -610,6 +621,11 @@ impl HostBuilder {
             extra_args: self.ytdlp_args.clone(),
             run_timeout: Duration::from_secs(self.config.run_timeout_secs.unwrap_or(3600)),
             direct_socket_timeout_secs: 30,
+            max_wait: Duration::from_secs(
+                self.max_wait_secs
+                    .or(self.config.max_wait_secs)
+                    .unwrap_or(600),
+            ),
             preflight: match self.config.preflight_timeout_ms.unwrap_or(1000) {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),

@@ -43,7 +43,18 @@ pub struct Settings {
     /// What every download wants of its proxy (config `region`, `tags`,
     /// `max_tier`); a download's own wishes replace these.
     pub want: Wanted,
+    /// Under `wait`: the longest one URL waits, in all, for a free proxy.
+    pub max_wait: Duration,
 }
+
+/// Pre-flight failures that do not use up one of a URL's attempts (each
+/// costs no yt-dlp run); past this, they count, so that a backend that
+/// keeps handing out dead proxies still ends.
+const FREE_PREFLIGHT_FAILURES: u32 = 32;
+
+/// Slack added to a backend's `retry-at`, so a wait does not wake a hair
+/// before the proxy is free (clocks and rounding).
+const WAIT_SLACK: Duration = Duration::from_millis(50);
 
 /// One download asked for.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -188,6 +199,15 @@ pub enum AttemptEvent {
         kind: FailureKind,
         message: String,
     },
+    /// An attempt has its run slot (the queue's concurrency) and is about
+    /// to ask for its proxy: the download is running.
+    Running,
+    /// No proxy is free for the URL's site (policy `wait`): the download
+    /// waits until `until_ms` (Unix ms), then asks again.
+    Waiting {
+        until_ms: u64,
+        reason: String,
+    },
 }
 
 /// Runs downloads against one proxy source (or none, for
@@ -201,6 +221,11 @@ pub struct Downloader {
     next_id: AtomicU64,
     /// The tier each site is at (shared by every download).
     tiers: Tiers,
+    /// yt-dlp runs at once (a queue's concurrency), if limited: an attempt
+    /// holds a slot from asking for its proxy to reporting on it, and a
+    /// download that waits for a free proxy gives its slot up meanwhile, so
+    /// it holds back no URL of another site.
+    slots: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Downloader {
@@ -218,6 +243,23 @@ impl Downloader {
             runner,
             next_id: AtomicU64::new(1),
             tiers: Tiers::default(),
+            slots: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// At most `n` attempts at once (the first call wins).
+    pub fn limit_runs(&self, n: usize) {
+        let _ = self
+            .slots
+            .set(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+    }
+
+    /// A run slot (none when runs are not limited). A queue takes one
+    /// before it takes the next job, so jobs start in submission order.
+    pub async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.slots.get() {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
         }
     }
 
@@ -324,6 +366,18 @@ impl Downloader {
         &self,
         id: &str,
         req: &DownloadRequest,
+        on_event: impl FnMut(AttemptEvent) + Send,
+    ) -> DownloadResult {
+        self.run_in_slot(id, req, None, on_event).await
+    }
+
+    /// [`Downloader::run`], starting in a run slot already taken
+    /// ([`Downloader::slot`]).
+    pub async fn run_in_slot(
+        &self,
+        id: &str,
+        req: &DownloadRequest,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
         mut on_event: impl FnMut(AttemptEvent) + Send,
     ) -> DownloadResult {
         let url = req.url.as_str();
@@ -350,8 +404,25 @@ impl Downloader {
             avoid: Vec::new(),
             want: self.want_of(req),
         };
-        for n in 1..=self.settings.max_attempts {
-            request.attempt = n;
+        // `n` counts yt-dlp runs (and pre-flight failures past the free
+        // ones): the URL's attempts.
+        let mut n = 0u32;
+        let mut free_checks = 0u32;
+        let mut waited = Duration::ZERO;
+        // The run slot, held across this URL's attempts (a retry does not
+        // go to the back of the queue) and given up only to wait.
+        let mut has_slot = slot.is_some();
+        let mut slot = slot;
+        if has_slot {
+            on_event(AttemptEvent::Running);
+        }
+        while n < self.settings.max_attempts {
+            request.attempt = n + 1;
+            if !has_slot {
+                slot = self.slot().await;
+                has_slot = true;
+                on_event(AttemptEvent::Running);
+            }
             let mut tier = self.tiers.choose(&site.domain, Instant::now());
             request.want.min_tier = tier.min_tier;
             let proxy = match &backend {
@@ -369,6 +440,36 @@ impl Downloader {
                             // direct: the user's address is not in it.
                             let constrained = !request.want.is_any();
                             match self.settings.on_no_proxy {
+                                NoProxyPolicy::Wait => {
+                                    let retry_at = match &e {
+                                        BackendError::NoProxy { retry_at_ms, .. } => *retry_at_ms,
+                                        _ => None,
+                                    };
+                                    match wait_for(retry_at, waited, self.settings.max_wait) {
+                                        Ok(pause) => {
+                                            drop(slot.take());
+                                            has_slot = false;
+                                            let until_ms = now_ms() + pause.as_millis() as u64;
+                                            tracing::info!(
+                                                "{}: {e}; waiting {:.1} s (policy `wait`)",
+                                                ytdlp_host_text::clean(url),
+                                                pause.as_secs_f64()
+                                            );
+                                            on_event(AttemptEvent::Waiting {
+                                                until_ms,
+                                                reason: e.to_string(),
+                                            });
+                                            tokio::time::sleep(pause).await;
+                                            waited += pause;
+                                            continue;
+                                        }
+                                        Err(why) => {
+                                            result.error =
+                                                Some(format!("{e} (policy `wait`: {why})"));
+                                            return result;
+                                        }
+                                    }
+                                }
                                 NoProxyPolicy::Direct
                                     if !constrained
                                         && (!proxied || self.settings.direct_after_proxy) =>
@@ -402,7 +503,7 @@ impl Downloader {
                 }
             };
             on_event(AttemptEvent::Started {
-                attempt: n,
+                attempt: n + 1,
                 proxy: proxy.as_ref().map(|p| p.url.to_string()),
             });
             let check_started = std::time::Instant::now();
@@ -427,12 +528,28 @@ impl Downloader {
                     }),
                 },
                 None => {
-                    self.run_once(req, proxy.as_deref(), &mut |p| {
-                        on_event(AttemptEvent::Progress(p))
-                    })
-                    .await
+                    let mut out = self
+                        .run_once(req, proxy.as_deref(), &mut |p| {
+                            on_event(AttemptEvent::Progress(p))
+                        })
+                        .await;
+                    // The proxy answered its greeting just now: a timeout
+                    // or refusal later in the run is the target's doing
+                    // (a site that hangs, a CDN that refuses), unless the
+                    // error came from the proxy layer itself.
+                    if self.preflight.is_some()
+                        && proxy.is_some()
+                        && let Some(f) = out.failure.as_mut()
+                    {
+                        attribute_after_preflight(f);
+                    }
+                    out
                 }
             };
+            let preflight_failed = outcome
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.detail.phase == Some(Phase::Preflight));
             let elapsed_ms = u32::try_from(outcome.duration.as_millis()).unwrap_or(u32::MAX);
             result.attempts.push(Attempt {
                 proxy: proxy.as_ref().map(|p| p.url.to_string()),
@@ -478,6 +595,18 @@ impl Downloader {
                     Instant::now(),
                 );
             }
+            // A pre-flight failure is certain and cost no yt-dlp run: it
+            // does not use up an attempt (up to a bound), unless the
+            // backend handed out a proxy this URL had already given up on
+            // (it has nothing else left).
+            let recycled = proxy
+                .as_ref()
+                .is_some_and(|c| request.avoid.contains(&c.id));
+            if preflight_failed && !recycled && free_checks < FREE_PREFLIGHT_FAILURES {
+                free_checks += 1;
+            } else {
+                n += 1;
+            }
             match outcome.failure {
                 None => {
                     result.status = Status::Done;
@@ -510,7 +639,8 @@ impl Downloader {
                     }
                     if n < self.settings.max_attempts {
                         tracing::info!(
-                            "{url}: attempt {n} through {} failed ({kind}); trying another proxy{}",
+                            "{url}: attempt {} through {} failed ({kind}); trying another proxy{}",
+                            request.attempt,
                             choice.url,
                             if kind == FailureKind::GeoRestricted {
                                 format!(" ({})", describe_want(&request.want))
@@ -519,7 +649,7 @@ impl Downloader {
                             }
                         );
                         on_event(AttemptEvent::Retrying {
-                            attempt: n,
+                            attempt: request.attempt,
                             kind,
                             message,
                         });
@@ -587,6 +717,45 @@ pub fn first_request(url: &str, download_id: &str, want: Wanted) -> Request {
         avoid: Vec::new(),
         want,
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How long to wait for the backend's `retry_at_ms` (Unix ms), having
+/// waited `waited` already, within `max`; or why not.
+fn wait_for(retry_at_ms: Option<u64>, waited: Duration, max: Duration) -> Result<Duration, String> {
+    let Some(at) = retry_at_ms else {
+        return Err("the backend did not say when a proxy is free again".into());
+    };
+    let pause = Duration::from_millis(at.saturating_sub(now_ms())) + WAIT_SLACK;
+    if waited + pause > max {
+        return Err(format!(
+            "the next proxy is free in {:.0} s, past max_wait_secs = {} (waited {:.0} s)",
+            pause.as_secs_f64(),
+            max.as_secs(),
+            waited.as_secs_f64()
+        ));
+    }
+    Ok(pause)
+}
+
+/// A run's proxy fault after the proxy passed its pre-flight check: a
+/// timeout or a refused connection that the proxy layer did not report
+/// (no `ProxyError`, no tunnel or SOCKS error) is the target's, and a 401
+/// without the proxy's own headers is the site's: neither counts against
+/// the proxy.
+pub(crate) fn attribute_after_preflight(f: &mut Failure) {
+    if f.detail.from_proxy || !f.kind.is_proxy_fault() {
+        return;
+    }
+    f.kind = match f.kind {
+        FailureKind::ProxyAuth => FailureKind::Content,
+        _ => FailureKind::Unknown,
+    };
 }
 
 /// After a geo restriction: ask for a proxy in a country the site allows;

@@ -98,6 +98,13 @@ pub enum Event {
         kind: FailureKind,
         message: String,
     },
+    /// No proxy is free for the URL's site (policy `wait`): it waits until
+    /// `until_ms` (Unix ms).
+    Waiting {
+        id: DownloadId,
+        until_ms: u64,
+        reason: String,
+    },
     Done {
         #[serde(flatten)]
         result: DownloadResult,
@@ -119,6 +126,7 @@ impl Event {
             | Event::Started { id, .. }
             | Event::Progress { id, .. }
             | Event::Retried { id, .. }
+            | Event::Waiting { id, .. }
             | Event::Cancelled { id, .. } => id,
             Event::Done { result } | Event::Failed { result } => &result.id,
         }
@@ -292,18 +300,31 @@ impl Host {
                 observer: Mutex::new(None),
             }),
         };
-        // `concurrency` workers take jobs in submission order.
+        // Workers take jobs in submission order; at most `concurrency`
+        // attempts run at once (the downloader's slots). There are more
+        // workers than slots so that URLs waiting for their site's next
+        // free proxy (policy `wait`, slot given up) do not hold back URLs
+        // of other sites.
+        let concurrency = limits.concurrency.max(1);
+        host.inner.downloader.limit_runs(concurrency);
         let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
-        for _ in 0..limits.concurrency.max(1) {
+        for _ in 0..concurrency + concurrency.max(4) {
             let worker = Arc::downgrade(&host.inner);
             let jobs = jobs.clone();
             tokio::spawn(async move {
                 loop {
-                    let job = jobs.lock().await.recv().await;
+                    // The job, then its slot, under the receiver's lock:
+                    // jobs get slots in the order they were submitted, and
+                    // an idle worker holds no slot (a download that gave
+                    // its slot up to wait gets one back).
+                    let mut rx = jobs.lock().await;
+                    let job = rx.recv().await;
                     let (Some(job), Some(inner)) = (job, worker.upgrade()) else {
                         return;
                     };
-                    Host { inner }.run_job(job).await;
+                    let slot = inner.downloader.slot().await;
+                    drop(rx);
+                    Host { inner }.run_job(job, slot).await;
                 }
             });
         }
@@ -433,24 +454,17 @@ impl Host {
 
     /// Runs one queued job on a worker (unless it was cancelled while
     /// waiting).
-    async fn run_job(&self, job: Job) {
+    async fn run_job(&self, job: Job, slot: Option<tokio::sync::OwnedSemaphorePermit>) {
         let Job {
             id,
             req,
             mut cancel,
         } = job;
-        {
-            let mut table = self.table();
-            let table = &mut *table;
-            match table.get_mut(&id) {
-                Some(e) if e.status.state == State::Queued => {
-                    e.status.state = State::Running;
-                    e.started = Some(Instant::now());
-                    table.queued -= 1;
-                    table.running += 1;
-                }
-                _ => return, // cancelled while queued
-            }
+        // Still queued (not cancelled meanwhile)? It stays `queued` until
+        // its first attempt gets one of the downloader's slots (see
+        // `mark_running`).
+        if self.table().get(&id).map(|e| e.status.state) != Some(State::Queued) {
+            return;
         }
         let cancelled = async move {
             // Resolves when cancel is set (or its sender is gone).
@@ -469,7 +483,7 @@ impl Host {
             let events_id = run_id.clone();
             host.inner
                 .downloader
-                .run(&run_id, &run_req, move |e| {
+                .run_in_slot(&run_id, &run_req, slot, move |e| {
                     events.on_attempt_event(&events_id, e)
                 })
                 .await
@@ -578,8 +592,24 @@ impl Host {
         }
     }
 
+    /// Queued -> running, when the download's first attempt has a slot
+    /// (its first event).
+    fn mark_running(&self, id: &str) {
+        let mut table = self.table();
+        let table = &mut *table;
+        if let Some(e) = table.get_mut(id)
+            && e.status.state == State::Queued
+        {
+            e.status.state = State::Running;
+            e.started = Some(Instant::now());
+            table.queued -= 1;
+            table.running += 1;
+        }
+    }
+
     fn on_attempt_event(&self, id: &str, e: AttemptEvent) {
         match e {
+            AttemptEvent::Running => self.mark_running(id),
             AttemptEvent::Started { attempt, proxy } => {
                 let mut url = String::new();
                 self.update(id, |s| {
@@ -616,6 +646,11 @@ impl Host {
                 attempt,
                 kind,
                 message,
+            }),
+            AttemptEvent::Waiting { until_ms, reason } => self.emit(Event::Waiting {
+                id: id.to_string(),
+                until_ms,
+                reason,
             }),
         }
     }
@@ -662,8 +697,12 @@ impl Host {
         let mut table = self.table();
         match table.get(id).map(|e| e.status.state) {
             Some(State::Queued) => {
-                // Not started: its worker will skip it. Under the same lock
-                // as the check, so no worker starts it in between.
+                // Not started: its worker skips it, or (one holding it while
+                // it waits for a slot) stops it. Under the same lock as the
+                // check, so it does not start in between.
+                if let Some(e) = table.get(id) {
+                    let _ = e.cancel.send(true);
+                }
                 let ended = Host::end(&mut table, id, State::Cancelled, None);
                 drop(table);
                 if let Some(ended) = ended {

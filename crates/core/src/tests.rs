@@ -28,6 +28,8 @@ enum Answer {
     /// A proxy with metadata (`region=DE;tier=1` syntax).
     ProxyIn(&'static str, &'static str),
     NoProxy,
+    /// No proxy free until this long from now (the backend's `retry-at`).
+    NoProxyFor(Duration),
     /// Never answers (until the call is dropped).
     Hang,
 }
@@ -106,6 +108,17 @@ impl ProxySource for ScriptedSource {
                     let _guard = SetOnDrop(dropped);
                     std::future::pending().await
                 }
+                Some(Answer::NoProxyFor(d)) => Err(BackendError::NoProxy {
+                    plugin: "scripted".into(),
+                    message: "all proxies are at their rate budget".into(),
+                    retry_at_ms: Some(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_millis() as u64
+                            + d.as_millis() as u64,
+                    ),
+                }),
                 Some(Answer::NoProxy) | None => Err(BackendError::NoProxy {
                     plugin: "scripted".into(),
                     message: "all proxies are cooling down".into(),
@@ -278,6 +291,7 @@ fn settings(max_attempts: u32, policy: NoProxyPolicy) -> Settings {
         direct_socket_timeout_secs: 30,
         preflight: None,
         want: Wanted::default(),
+        max_wait: Duration::from_secs(5),
     }
 }
 
@@ -801,18 +815,19 @@ fn the_no_proxy_policy_fails_closed_unless_nothing_is_configured() {
     let with = |cfg: &str| crate::HostBuilder::new().config(Config::from_toml(cfg).unwrap());
     // Nothing configured: direct, but not chosen (so never after a proxy).
     assert_eq!(with("").no_proxy_policy(), (NoProxyPolicy::Direct, false));
-    // Any proxy, or a plugin of one's own: fail.
+    // Any proxy, or a plugin of one's own: wait (for a free proxy, and
+    // fail when the backend cannot say when).
     assert_eq!(
         with("").proxy(A).no_proxy_policy(),
-        (NoProxyPolicy::Fail, false)
+        (NoProxyPolicy::Wait, false)
     );
     assert_eq!(
         with("proxies = [\"http://127.0.0.1:3128\"]").no_proxy_policy(),
-        (NoProxyPolicy::Fail, false)
+        (NoProxyPolicy::Wait, false)
     );
     assert_eq!(
         with("backend = \"redis\"").no_proxy_policy(),
-        (NoProxyPolicy::Fail, false)
+        (NoProxyPolicy::Wait, false)
     );
     // Chosen explicitly, in the config or on the command line.
     assert_eq!(
@@ -852,4 +867,138 @@ fn bad_settings_are_refused_before_anything_starts() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("reserved"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// Policy `wait`, and pre-flight failures that cost no attempt
+
+#[tokio::test(start_paused = true)]
+async fn wait_waits_for_the_backends_retry_at_then_downloads() {
+    let source = ScriptedSource::new(vec![
+        Answer::NoProxyFor(Duration::from_secs(2)),
+        Answer::Proxy(A),
+    ]);
+    let runner = ScriptedRunner::new(vec![Run::Ok]);
+    let d = downloader(&source, &runner, 1, NoProxyPolicy::Wait);
+    let mut waits = Vec::new();
+    let r = d
+        .run("id-1", &DownloadRequest::new(URL), |e| {
+            if let crate::AttemptEvent::Waiting { until_ms, reason } = e {
+                waits.push((until_ms, reason));
+            }
+        })
+        .await;
+    assert_eq!(r.status, Status::Done, "{r:?}");
+    // The wait used no attempt: one run, through the proxy.
+    assert_eq!(runner.proxies(), [Some(A.into())]);
+    assert_eq!(waits.len(), 1);
+    assert!(waits[0].1.contains("rate budget"), "{waits:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_fails_with_the_reason_past_max_wait_or_without_a_retry_at() {
+    // settings() gives max_wait 5 s.
+    let source = ScriptedSource::new(vec![
+        Answer::NoProxyFor(Duration::from_secs(3)),
+        Answer::NoProxyFor(Duration::from_secs(3)),
+    ]);
+    let runner = ScriptedRunner::new(vec![]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Wait)).await;
+    assert_eq!(r.status, Status::Failed);
+    let err = r.error.unwrap();
+    assert!(err.contains("past max_wait_secs = 5"), "{err}");
+    assert!(runner.proxies().is_empty(), "never direct");
+
+    let source = ScriptedSource::new(vec![Answer::NoProxy]);
+    let r = download(&downloader(&source, &runner, 3, NoProxyPolicy::Wait)).await;
+    let err = r.error.unwrap();
+    assert!(err.contains("did not say when"), "{err}");
+    assert!(runner.proxies().is_empty(), "never direct");
+}
+
+#[tokio::test]
+async fn preflight_failures_use_no_attempt_and_are_reported() {
+    // Ports nothing listens on: the pre-flight check is refused at once.
+    let dead1 = "http://127.0.0.1:1";
+    let dead2 = "http://127.0.0.1:2";
+    let source = ScriptedSource::new(vec![
+        Answer::Proxy(dead1),
+        Answer::Proxy(dead2),
+        Answer::Proxy(dead1),
+    ]);
+    let runner = ScriptedRunner::new(vec![]);
+    let mut s = settings(1, NoProxyPolicy::Fail);
+    s.preflight = Some(Duration::from_millis(500));
+    let d = Downloader::new(Some(source.clone()), Options::new(), s, runner.clone());
+    let r = download(&d).await;
+    assert_eq!(r.status, Status::Failed);
+    // One attempt allowed, yet both dead proxies were checked and a third
+    // answer asked for: the two failed checks were free. The third is a
+    // proxy this URL already gave up on (the backend has nothing else), so
+    // it counts and the URL ends.
+    assert_eq!(source.requests().len(), 3);
+    assert_eq!(r.attempts.len(), 3);
+    assert!(
+        r.attempts
+            .iter()
+            .all(|a| a.detail.as_ref().and_then(|d| d.phase)
+                == Some(ytdlp_contract::Phase::Preflight)),
+        "{r:?}"
+    );
+    assert!(
+        runner.proxies().is_empty(),
+        "no yt-dlp run for a dead proxy"
+    );
+    // Each failed check reached the backend (it benches the proxy).
+    assert_eq!(
+        source.reports(),
+        [
+            (dead1.into(), Some(FailureKind::ProxyConnect)),
+            (dead2.into(), Some(FailureKind::ProxyConnect)),
+            (dead1.into(), Some(FailureKind::ProxyConnect)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_after_a_passed_preflight_is_the_targets() {
+    let mut f = Failure::new(FailureKind::ProxyTimeout, "timed out");
+    crate::downloader::attribute_after_preflight(&mut f);
+    assert_eq!(f.kind, FailureKind::Unknown);
+    // The proxy layer's own error stays the proxy's.
+    let mut f = Failure::new(FailureKind::ProxyConnect, "ProxyError");
+    f.detail.from_proxy = true;
+    crate::downloader::attribute_after_preflight(&mut f);
+    assert_eq!(f.kind, FailureKind::ProxyConnect);
+    let mut f = Failure::new(FailureKind::ProxyAuth, "HTTP Error 401");
+    crate::downloader::attribute_after_preflight(&mut f);
+    assert_eq!(f.kind, FailureKind::Content);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_url_waiting_for_its_site_does_not_hold_back_another() {
+    // One run at a time. The first URL's site has no free proxy for 3 s;
+    // the second URL (another site) gets one at once.
+    let source = ScriptedSource::new(vec![
+        Answer::NoProxyFor(Duration::from_secs(3)),
+        Answer::Proxy(B),
+        Answer::Proxy(A),
+    ]);
+    let runner = ScriptedRunner::new(vec![Run::Ok, Run::Ok]);
+    let host = Host::new(
+        downloader(&source, &runner, 3, NoProxyPolicy::Wait),
+        Limits {
+            concurrency: 1,
+            queue: 100,
+        },
+    );
+    let first = host.submit(DownloadRequest::new(URL)).unwrap();
+    let second = host
+        .submit(DownloadRequest::new("http://127.0.0.2:9/v/2.mp4"))
+        .unwrap();
+    assert_eq!(host.wait(&second).await.unwrap().state, State::Done);
+    // The second ran while the first waited, which then ran too.
+    assert_eq!(host.status(&first).unwrap().state, State::Running);
+    assert_eq!(host.wait(&first).await.unwrap().state, State::Done);
+    assert_eq!(runner.proxies(), [Some(B.into()), Some(A.into())]);
 }

@@ -103,6 +103,7 @@ impl Backend for Memory {
             url: &request.url,
             http_status: f.detail.http_status,
             retry_after_ms: f.detail.retry_after_ms,
+            certain: f.detail.phase == Some(ytdlp_plugin_sdk::Phase::Preflight),
         };
         self.with(|e, now| e.failure_with(proxy_id, f.kind, site, &info, now));
     }

@@ -155,11 +155,15 @@ impl Default for Settings {
             backoff_cap_ms: 3_600_000,
             jitter: true,
             recovery: true,
-            site_ban_base_ms: 30_000,
+            // Short: a ban is re-earned cheaply and doubles, and a site's
+            // Retry-After (the floor) usually says more than a guess.
+            site_ban_base_ms: 5_000,
             site_ban_cap_ms: 1_800_000,
             site_ban_jitter: 0.2,
             site_rates: HashMap::new(),
-            learn_window_ms: 60_000,
+            // Sites' rate windows are seconds to a minute; halving the
+            // runs of a long window would pace far below what they allow.
+            learn_window_ms: 10_000,
             sticky_max: 10_000,
             prior: (2.0, 0.25),
         }
@@ -715,7 +719,7 @@ pub const OPTIONS: &[(&str, &str, bool, bool)] = &[
     ),
     (
         "site_ban_base_ms",
-        "a proxy's first ban from a site after `blocked` (two URLs refused, or a Retry-After); each further ban doubles (default 30000)",
+        "a proxy's first ban from a site after `blocked` (two URLs refused, or a Retry-After); each further ban doubles (default 5000)",
         false,
         false,
     ),
@@ -745,7 +749,7 @@ pub const OPTIONS: &[(&str, &str, bool, bool)] = &[
     ),
     (
         "learn_window_ms",
-        "the window of a rate learned from a site's 429 where no site_rate is set (default 60000)",
+        "the window of a rate learned from a site's 429 where no site_rate is set (default 10000)",
         false,
         false,
     ),
@@ -880,6 +884,10 @@ pub struct FailureInfo<'a> {
     pub http_status: Option<u16>,
     /// The site's `Retry-After`, in milliseconds.
     pub retry_after_ms: Option<u64>,
+    /// The host's pre-flight check found the proxy dead or refusing: that
+    /// is certain (no site, no yt-dlp in between), so a proxy fault cools
+    /// the proxy down at once instead of after `failure_threshold`.
+    pub certain: bool,
 }
 
 /// Forgets what a pair learned from refusals (its strike, doubling and
@@ -1849,8 +1857,10 @@ impl Engine {
         let mut cool = false;
         if kind.is_proxy_fault() {
             e.consecutive = e.consecutive.saturating_add(1);
-            cool =
-                usable && (e.health == Health::Probation || u32::from(e.consecutive) >= threshold);
+            cool = usable
+                && (info.certain
+                    || e.health == Health::Probation
+                    || u32::from(e.consecutive) >= threshold);
         }
         if cool {
             self.index_remove(i);

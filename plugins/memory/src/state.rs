@@ -532,7 +532,7 @@ mod tests {
         let (saved, _) = Store::new(dir.path()).load();
         assert!(saved.bans.is_empty());
         // A restored ban counts as the pair's first: the next one doubles
-        // (the base, 30 s, jittered by at most a fifth).
+        // (the base, 5 s, jittered by at most a fifth).
         let (mut e3, _) = reopen(dir.path(), &urls, 20);
         e3.restore_ban("s.example", &id("http://a:1"), 90_010, 20);
         e3.failure_after(
@@ -543,7 +543,7 @@ mod tests {
             100_000,
         );
         let until = e3.bans(100_000)[0].2;
-        assert!((160_000..172_000).contains(&until), "{until}");
+        assert!((110_000..112_000).contains(&until), "{until}");
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub(crate) async fn run(builder: HostBuilder, args: DownloadArgs) -> Result<Exit
     if let Some(n) = args.max_attempts {
         builder = builder.max_attempts(n);
     }
+    if let Some(secs) = args.max_wait {
+        builder = builder.max_wait_secs(secs);
+    }
     if let Some(p) = args.on_no_proxy {
         builder = builder.on_no_proxy(p);
     }
@@ -341,6 +344,16 @@ impl View {
             ) => {
                 tell!("retrying {id}: attempt {attempt} failed ({kind})")
             }
+            (
+                Mode::Plain,
+                Event::Waiting {
+                    id,
+                    until_ms,
+                    reason,
+                },
+            ) => {
+                tell!("{}", waiting_line(id, *until_ms, reason))
+            }
             (Mode::Plain, _) => {}
         }
         Ok(())
@@ -377,6 +390,17 @@ impl View {
             b.overall.finish_and_clear();
         }
     }
+}
+
+/// `waiting ID: REASON; next try in N s`.
+fn waiting_line(id: &str, until_ms: u64, reason: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    format!(
+        "waiting {id}: {reason}; next try in {:.0} s",
+        until_ms.saturating_sub(now) as f64 / 1000.0
+    )
 }
 
 fn file_of(r: &DownloadResult) -> String {
@@ -431,6 +455,11 @@ impl Bars {
                 )));
                 bar.set_position(0);
             }
+            Event::Waiting {
+                id,
+                until_ms,
+                reason,
+            } => self.println(waiting_line(id, *until_ms, reason)),
             Event::Progress { id, progress, .. } => {
                 if let Some(bar) = self.running.get(id) {
                     if let Some(t) = progress.total_bytes.or(progress.total_bytes_estimate) {

@@ -142,10 +142,15 @@ pub struct DownloadArgs {
     /// Attempts per URL, each through another proxy [default: 3].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=config::MAX_ATTEMPTS as i64))]
     pub max_attempts: Option<u32>,
-    /// When the backend has no proxy: download directly, or fail the URL [default: fail when
-    /// any proxy or a plugin of your own is configured, direct only when none is].
+    /// When the backend has no proxy: wait for the next free one (when the backend says when),
+    /// fail the URL, or download directly [default: wait when any proxy or a plugin of your own
+    /// is configured, direct only when none is].
     #[arg(long, value_name = "POLICY", value_parser = named::<NoProxyPolicy>(&NoProxyPolicy::NAMES))]
     pub on_no_proxy: Option<NoProxyPolicy>,
+    /// Under policy `wait`: the longest one URL waits, in all, for its site's next free proxy
+    /// [default: 600].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=config::MAX_WAIT_SECS))]
+    pub max_wait: Option<u64>,
     /// Downloads at once (one backend shared by all).
     #[arg(short = 'j', long, default_value_t = 1, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_JOBS))]
     pub jobs: usize,

@@ -51,6 +51,7 @@ fn host(secs: u64, concurrency: usize, queue: usize) -> Host {
         direct_socket_timeout_secs: 30,
         preflight: None,
         want: Default::default(),
+        max_wait: Duration::from_secs(5),
     };
     let d = Downloader::new(None, Vec::new(), settings, Arc::new(TimedRunner { secs }));
     Host::new(d, Limits { concurrency, queue })

@@ -15,6 +15,10 @@ fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn engine_with(lines: &[&str], extra: &[(&str, &str)]) -> Engine {
     let mut pairs: Vec<(&str, &str)> = lines.iter().map(|u| ("proxy", *u)).collect();
     pairs.push(("seed", "7"));
+    // The figures these tests were written with (the defaults are shorter:
+    // `site_ban_ms_still_loads_as_the_cap` checks them).
+    pairs.push(("site_ban_base_ms", "30000"));
+    pairs.push(("learn_window_ms", "60000"));
     pairs.extend_from_slice(extra);
     Engine::from_options(&opts(&pairs)).unwrap()
 }
@@ -90,7 +94,7 @@ fn too_many(e: &mut Engine, proxy: &str, site: &str, url: &str, now: u64) {
     let info = FailureInfo {
         url,
         http_status: Some(429),
-        retry_after_ms: None,
+        ..FailureInfo::default()
     };
     e.failure_with(proxy, Kind::Blocked, site, &info, now);
 }
@@ -303,6 +307,7 @@ fn bans_are_capped_and_jittered_upwards() {
             ("proxy", A),
             ("seed", &seed.to_string()),
             ("site_ban_jitter", "0.5"),
+            ("site_ban_base_ms", "30000"),
             ("site_ban_cap_ms", "40000"),
         ]))
         .unwrap();
@@ -1154,9 +1159,9 @@ fn site_ban_ms_still_loads_as_the_cap() {
     let d = Settings::default();
     assert_eq!(
         (d.site_ban_base_ms, d.site_ban_cap_ms, d.site_ban_jitter),
-        (30_000, 1_800_000, 0.2)
+        (5_000, 1_800_000, 0.2)
     );
-    assert_eq!(d.learn_window_ms, 60_000);
+    assert_eq!(d.learn_window_ms, 10_000);
     assert_eq!(s(&[("site_ban_ms", "600000")]).site_ban_cap_ms, 600_000);
     // The new name wins, whatever the order.
     for pairs in [
@@ -1229,4 +1234,24 @@ fn ids_have_one_spelling() {
         assert_eq!(Id::parse(s), None, "{s}");
     }
     assert_eq!(Id::parse(&id(A)).unwrap().to_string(), id(A));
+}
+
+#[test]
+fn a_failed_preflight_cools_the_proxy_down_at_once() {
+    let mut e = engine(&[A, B]);
+    let a = id(A);
+    // A run's proxy fault is noisy: one is not enough (threshold 3).
+    e.failure(&a, Kind::ProxyConnect, "s", 0);
+    assert_eq!(state(&e, A, 1), ProxyState::Active);
+    // The host's pre-flight check is certain: at once.
+    let certain = FailureInfo {
+        certain: true,
+        ..FailureInfo::default()
+    };
+    e.failure_with(&a, Kind::ProxyConnect, "s", &certain, 2);
+    assert!(matches!(state(&e, A, 3), ProxyState::CoolingDown(_)));
+    // A proxy known dead is not handed out while it cools down.
+    for t in 3..10 {
+        assert_eq!(e.next(t).unwrap().url, B);
+    }
 }
