@@ -52,6 +52,13 @@ pub struct Settings {
 /// keeps handing out dead proxies still ends.
 const FREE_PREFLIGHT_FAILURES: u32 = 32;
 
+/// `blocked` failures (a site refusing that proxy: a 429, a 403 of its
+/// address range, a bot check) that do not use up an attempt: the URL is
+/// not at fault, the (proxy, site) pair is, and the backend paces or bans
+/// the pair. Past this they count, so that a URL every proxy is refused
+/// for still ends.
+const FREE_BLOCKED_FAILURES: u32 = 8;
+
 /// Slack added to a backend's `retry-at`, so a wait does not wake a hair
 /// before the proxy is free (clocks and rounding).
 const WAIT_SLACK: Duration = Duration::from_millis(50);
@@ -408,6 +415,7 @@ impl Downloader {
         // ones): the URL's attempts.
         let mut n = 0u32;
         let mut free_checks = 0u32;
+        let mut free_blocks = 0u32;
         let mut waited = Duration::ZERO;
         // The run slot, held across this URL's attempts (a retry does not
         // go to the back of the queue) and given up only to wait.
@@ -595,15 +603,22 @@ impl Downloader {
                     Instant::now(),
                 );
             }
-            // A pre-flight failure is certain and cost no yt-dlp run: it
-            // does not use up an attempt (up to a bound), unless the
+            // A pre-flight failure is certain and cost no yt-dlp run, and a
+            // site refusing the proxy is the pair's matter, not the URL's:
+            // neither uses up an attempt (up to a bound each), unless the
             // backend handed out a proxy this URL had already given up on
             // (it has nothing else left).
             let recycled = proxy
                 .as_ref()
                 .is_some_and(|c| request.avoid.contains(&c.id));
+            let blocked = outcome
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.kind == FailureKind::Blocked);
             if preflight_failed && !recycled && free_checks < FREE_PREFLIGHT_FAILURES {
                 free_checks += 1;
+            } else if blocked && !recycled && free_blocks < FREE_BLOCKED_FAILURES {
+                free_blocks += 1;
             } else {
                 n += 1;
             }
