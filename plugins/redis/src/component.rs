@@ -72,11 +72,12 @@ impl Backend for RedisBackend {
     ) {
         let domain = request.site.domain.as_str();
         // The URL tells one refused video from a site refusing the proxy;
-        // the Retry-After bans at once, for at least that long. (The HTTP
-        // status would drive learned rates, which this backend lacks.)
+        // the Retry-After bans at once, for at least that long; a 429
+        // halves the pair's budget there.
         let info = FailureInfo {
             url: &request.url,
             retry_after_ms: f.detail.retry_after_ms,
+            http_status: f.detail.http_status,
         };
         let _ = self.with_call(options, |s, store| {
             store.report_failure_with(s, proxy_id, f.kind, domain, &info)

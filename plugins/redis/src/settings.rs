@@ -121,6 +121,9 @@ pub struct Settings {
     pub site_ban_jitter: f64,
     /// Pacing budgets by site (`site_rate`, lower-case registrable domain).
     pub site_rates: BTreeMap<String, Rate>,
+    /// The window of a budget learned from 429s at a site without a
+    /// `site_rate`.
+    pub learn_window_ms: u64,
     /// How long a sticky key keeps its proxy after its last use.
     pub sticky_ttl_ms: u64,
 }
@@ -143,6 +146,9 @@ impl Default for Settings {
             site_ban_cap_ms: 1_800_000,
             site_ban_jitter: 0.2,
             site_rates: BTreeMap::new(),
+            // Sites' rate windows are seconds to a minute; halving the
+            // runs of a long window would pace far below what they allow.
+            learn_window_ms: 10_000,
             sticky_ttl_ms: 3_600_000,
         }
     }
@@ -204,6 +210,10 @@ pub fn describe() -> PluginInfo {
             .repeated(),
         )
         .option(o(
+            "learn_window_ms",
+            "the window of a rate learned from a site's 429 where no site_rate is set (default 10000)",
+        ))
+        .option(o(
             "sticky_ttl_ms",
             "how long a sticky key keeps its proxy after its last use (default 3600000)",
         ))
@@ -248,6 +258,7 @@ impl Settings {
                     let (domain, rate) = parse_site_rate(v)?;
                     s.site_rates.insert(domain, rate);
                 }
+                "learn_window_ms" => s.learn_window_ms = num(key, v, 1, MAX_WINDOW_MS)?,
                 "sticky_ttl_ms" => s.sticky_ttl_ms = num(key, v, 1, MAX_WINDOW_MS)?,
                 other if is_host_key(other) => {}
                 other => return Err(PluginError::unknown_option(other)),
@@ -306,6 +317,27 @@ impl Settings {
     /// the last refusal through that proxy; an empty hash: URL unknown).
     pub fn strike_key(&self, domain: &str) -> String {
         format!("ytdlp:{{{}}}:strike:{domain}", self.pool)
+    }
+
+    /// The pacing window at `domain`: its `site_rate`'s, else the
+    /// learning window.
+    pub fn window_for(&self, domain: &str) -> u64 {
+        self.rate_for(domain)
+            .map_or(self.learn_window_ms, |r| r.window_ms)
+    }
+
+    /// How long after a pair's last refusal or ban end its strike, ban
+    /// doubling and learned budget are forgotten: the cap, or the window if
+    /// longer.
+    pub fn horizon_for(&self, domain: &str) -> u64 {
+        self.site_ban_cap_ms.max(self.window_for(domain))
+    }
+
+    /// The HASH of a site's budgets learned from 429s (proxy id ->
+    /// `LIMIT:RELEASE:LAST`: handouts per window, the limit past which it
+    /// is dropped without a `site_rate`, the last refusal or ban end, ms).
+    pub fn learn_key(&self, domain: &str) -> String {
+        format!("ytdlp:{{{}}}:learn:{domain}", self.pool)
     }
 
     /// Prefix of a site's pacing ZSETs (`<prefix><proxy id>`: handout
@@ -560,6 +592,9 @@ mod tests {
         assert_eq!((s.site_ban_base_ms, s.site_ban_cap_ms), (5_000, 1_800_000));
         assert_eq!(s.site_ban_jitter, 0.2);
         assert!(s.site_rates.is_empty());
+        assert_eq!(s.learn_window_ms, 10_000);
+        assert_eq!(s.window_for("a.com"), 10_000);
+        assert_eq!(s.horizon_for("a.com"), 1_800_000);
         assert_eq!(s.rate_for("youtube.com"), None);
         // site_ban_ms (deprecated) is the cap, unless the cap is given.
         let old = Settings::parse(&d, &opts(&[("site_ban_ms", "60000")])).unwrap();
@@ -619,6 +654,7 @@ mod tests {
             ("site_ban_base_ms", "-1"),
             ("site_ban_cap_ms", "2592000001"),
             ("site_ban_ms", "x"),
+            ("learn_window_ms", "0"),
         ] {
             let err = Settings::parse(&d, &opts(&[(k, v)]))
                 .unwrap_err()
@@ -637,5 +673,6 @@ mod tests {
         assert_eq!(s.level_key("a.com"), "ytdlp:{eu}:level:a.com");
         assert_eq!(s.strike_key("a.com"), "ytdlp:{eu}:strike:a.com");
         assert_eq!(s.pace_key_prefix("a.com"), "ytdlp:{eu}:pace:a.com:");
+        assert_eq!(s.learn_key("a.com"), "ytdlp:{eu}:learn:a.com");
     }
 }

@@ -21,11 +21,15 @@
 //!   last one ends, ms);
 //! - `ytdlp:{P}:strike:<domain>`: HASH of that site's strikes, proxy id ->
 //!   `WHEN:SHA1` (the last refusal through that proxy, ms, and the SHA-1 of
-//!   its URL; empty: the URL was unknown); both expire a cap's length
-//!   after the site's last refusal or ban end;
+//!   its URL; empty: the URL was unknown);
+//! - `ytdlp:{P}:learn:<domain>`: HASH of that site's budgets learned from
+//!   429s, proxy id -> `LIMIT:RELEASE:LAST`; this and the two above
+//!   expire a horizon (the cap, or the window if longer) after the site's
+//!   last refusal or ban end;
 //! - `ytdlp:{P}:pace:<domain>:<id>`: ZSET of that pair's handout times
-//!   (ms), only for sites with a `site_rate`: at most N members, trimmed
-//!   to the window, expiring a window after the last handout;
+//!   (ms), only at sites with a `site_rate` or a learned budget: at most N
+//!   members (64 without N), trimmed to the window, expiring a window
+//!   after the last handout;
 //! - `ytdlp:{P}:sticky:<key>`: STRING, the proxy id a sticky key keeps,
 //!   expiring `sticky_ttl_ms` after its last use.
 //!
@@ -48,7 +52,10 @@
 //! strike; a refusal while banned only lengthens the ban to its
 //! `Retry-After`. Pacing (`site_rate`): `get-proxy` checks a pair's
 //! handouts in the sliding window and counts the one it makes in the same
-//! script, so N is a budget for all hosts together.
+//! script, so N is a budget for all hosts together. Learned rates: a 429
+//! sets the pair's budget to half its handouts in the window (at least 1),
+//! each success through the pair adds one back, up to N (or, without N,
+//! past twice what drew the 429: then dropped); forgotten with the strike.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -87,28 +94,42 @@ local function str(n) return string.format('%.0f', n) end
 /// KEYS[1] list. ARGV: [1] proxy key prefix, [2] strategy, [3] the site's
 /// ban hash key (`` for none), [4] the sticky key's key (`` for none),
 /// [5] sticky TTL ms, [6] min tier, [7] max tier (-1: none), [8] the
-/// site's pace key prefix (`` for none), [9] the site's budget N (0:
-/// none), [10] its window ms, then four counted lists: regions, avoided
-/// regions, tags, avoided ids.
+/// site's pace key prefix (`` for no site), [9] the site's budget N (0:
+/// none), [10] the pacing window ms (N's, else the learning window),
+/// [11] the site's learned-budget hash (`` for no site), [12] the forget
+/// horizon ms, then four counted lists: regions, avoided regions, tags,
+/// avoided ids.
 /// Returns {1, id, url, region, tags, tier} | {0} (empty pool) |
-/// {2, total, admitted, disabled, retry at or -1, banned, paced, region,
-/// tags, tier, ...} (the metadata of every proxy when none is admitted).
-/// A pair at budget is skipped like a banned one; the handout is counted
-/// in the same script, so the budget holds across hosts.
+/// {2, total, admitted, disabled, retry at or -1, banned, paced, 1 if a
+/// learned budget is below N, region, tags, tier, ...} (the metadata of
+/// every proxy when none is admitted).
+/// A pair at budget (N, or less as learned from 429s) is skipped like a
+/// banned one; handouts are counted, in the same script, at sites with N
+/// or a learned budget, so budgets hold across hosts.
 static GET_PROXY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r#"
 local now = now_ms()
-local argi = 11
+local argi = 13
 local pace, rate_n, window = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-local paced_site = pace ~= '' and rate_n > 0
+-- id -> learned limit, filled once the bans are known.
+local learned = {}
+local paced_site = false
+local function budget(id)
+  local l = learned[id]
+  if rate_n > 0 and l then return math.min(rate_n, l) end
+  if rate_n > 0 then return rate_n end
+  return l
+end
 -- When a pair at budget is free again (nil: not at budget): its N-th most
 -- recent handout in the window leaves it.
 local function free_at(id)
   if not paced_site then return nil end
+  local lim = budget(id)
+  if not lim then return nil end
   local r = redis.call('ZREVRANGEBYSCORE', pace .. id, '+inf', '(' .. str(now - window),
-    'WITHSCORES', 'LIMIT', rate_n - 1, 1)
+    'WITHSCORES', 'LIMIT', lim - 1, 1)
   if #r == 0 then return nil end
   return tonumber(r[2]) + window
 end
@@ -154,6 +175,21 @@ if ARGV[3] ~= '' then
   local flat = redis.call('HGETALL', ARGV[3])
   for i = 1, #flat, 2 do bans[flat[i]] = tonumber(flat[i + 1]) or 0 end
 end
+-- Learned budgets (`LIMIT:RELEASE:LAST`), but not those a horizon past the
+-- pair's last refusal or ban end.
+if ARGV[11] ~= '' then
+  local flat = redis.call('HGETALL', ARGV[11])
+  local horizon = tonumber(ARGV[12])
+  for i = 1, #flat, 2 do
+    local limit, _, last = string.match(flat[i + 1], '^(%d+):(%d+):(%d+)$')
+    if limit and math.max(tonumber(last), bans[flat[i]] or 0) + horizon > now then
+      learned[flat[i]] = math.max(tonumber(limit), 1)
+    else
+      redis.call('HDEL', ARGV[11], flat[i])
+    end
+  end
+end
+paced_site = pace ~= '' and (rate_n > 0 or next(learned) ~= nil)
 local function load(id)
   local h = redis.call('HMGET', ARGV[1] .. id, 'url', 'region', 'tags', 'tier', 'disabled',
     'until', 'successes', 'faults', 'last_used')
@@ -174,7 +210,11 @@ local function hand_out(p)
     redis.call('ZREMRANGEBYSCORE', key, '-inf', str(now - window))
     -- Unique even for two handouts in one ms.
     redis.call('ZADD', key, str(now), str(now) .. ':' .. t[2] .. ':' .. redis.call('ZCARD', key))
-    redis.call('ZREMRANGEBYRANK', key, 0, -(rate_n + 1))
+    -- Enough to decide "at budget" and, at a site without N, to count
+    -- for a 429; never more.
+    local keep = rate_n
+    if keep == 0 then keep = math.max(budget(p.id) or 0, 64) end
+    redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
     redis.call('PEXPIRE', key, window)
   end
   if ARGV[4] ~= '' then redis.call('SET', ARGV[4], p.id, 'PX', ARGV[5]) end
@@ -191,7 +231,7 @@ local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 if #ids == 0 then return {0} end
 -- A proxy is usable again at the latest of its cooldown's end, its ban's
 -- end and its budget's free time; retry is the earliest over them.
-local total, admitted, disabled, retry, banned, paced = 0, 0, 0, -1, 0, 0
+local total, admitted, disabled, retry, banned, paced, lower = 0, 0, 0, -1, 0, 0, 0
 local metas = {}
 local strict, loose = {}, {}
 for _, id in ipairs(ids) do
@@ -211,6 +251,7 @@ for _, id in ipairs(ids) do
           if not cooling then banned = banned + 1 end
         elseif free and not cooling then
           paced = paced + 1
+          if learned[id] and (rate_n == 0 or learned[id] < rate_n) then lower = 1 end
         end
         if free then at = math.max(at, free) end
         if at > now and (retry < 0 or at < retry) then retry = at end
@@ -225,7 +266,7 @@ end
 local pool = strict
 if next(pool) == nil then pool = loose end
 if next(pool) == nil then
-  local out = {2, total, admitted, disabled, retry, banned, paced}
+  local out = {2, total, admitted, disabled, retry, banned, paced, lower}
   if admitted == 0 then for _, m in ipairs(metas) do table.insert(out, m) end end
   return out
 end
@@ -250,7 +291,7 @@ for i = 1, #ids do
   local p = pool[id]
   if p and p.tier == best then return hand_out(p) end
 end
-return {2, total, admitted, disabled, retry, banned, paced}
+return {2, total, admitted, disabled, retry, banned, paced, lower}
 "#
     ))
 });
@@ -263,7 +304,10 @@ return {2, total, admitted, disabled, retry, banned, paced}
 /// with bans on), ARGV[7] the site's domain (`` for none), ARGV[8] ban
 /// base ms, ARGV[9] ban cap ms, ARGV[10] jitter factor (>= 1), ARGV[11]
 /// the site's Retry-After ms (`` for none), ARGV[12] the URL (`` if
-/// unknown). Returns -1 unknown, 0 counted, 1 counted and took the proxy
+/// unknown), ARGV[13] `1` for an HTTP 429, ARGV[14] the site's budget N
+/// (0: none), ARGV[15] the pacing window ms (N's, else the learning
+/// window); KEYS[7] the site's learned-budget hash, KEYS[8] the pair's
+/// pace ZSET. Returns -1 unknown, 0 counted, 1 counted and took the proxy
 /// out.
 static REPORT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -278,6 +322,23 @@ if ARGV[2] == 'success' then
   if ARGV[7] ~= '' then
     redis.call('HDEL', KEYS[5], id)
     redis.call('HDEL', KEYS[6], id)
+    -- Additive increase, up to N or, without one, past twice what drew
+    -- the 429: then no learned budget.
+    local lv = redis.call('HGET', KEYS[7], id)
+    if lv then
+      local limit, release, last = string.match(lv, '^(%d+):(%d+):(%d+)$')
+      if limit then
+        local rate_n = tonumber(ARGV[14])
+        limit = tonumber(limit) + 1
+        if (rate_n > 0 and limit >= rate_n) or (rate_n == 0 and limit > tonumber(release)) then
+          redis.call('HDEL', KEYS[7], id)
+        else
+          redis.call('HSET', KEYS[7], id, limit .. ':' .. release .. ':' .. last)
+        end
+      else
+        redis.call('HDEL', KEYS[7], id)
+      end
+    end
   end
   return 0
 end
@@ -286,6 +347,8 @@ redis.call('HINCRBY', KEYS[2], 'failures', 1)
 redis.call('HINCRBY', KEYS[2], 'f:' .. ARGV[2], 1)
 if ARGV[6] == '1' and ARGV[7] ~= '' then
   local cap = tonumber(ARGV[9])
+  local rate_n, window = tonumber(ARGV[14]), tonumber(ARGV[15])
+  local horizon = math.max(cap, window)
   local until_ = tonumber(redis.call('HGET', KEYS[3], id) or '0') or 0
   local level, last_ban = 0, 0
   local lv = redis.call('HGET', KEYS[5], id)
@@ -301,20 +364,32 @@ if ARGV[6] == '1' and ARGV[7] ~= '' then
     prev_at = tonumber(string.sub(sv, 1, sep - 1))
     prev_url = string.sub(sv, sep + 1)
   end
-  -- Forgotten a cap's length after the last refusal and the last ban's end.
-  if math.max(prev_at or 0, last_ban, until_) + cap <= now then
-    prev_at, level = nil, 0
+  local learned = nil
+  local lrn = redis.call('HGET', KEYS[7], id)
+  if lrn then
+    local limit, release, last = string.match(lrn, '^(%d+):(%d+):(%d+)$')
+    if limit then
+      learned = {limit = tonumber(limit), release = tonumber(release), last = tonumber(last)}
+    end
+  end
+  -- Strike, doubling and learned budget are forgotten a horizon (the cap,
+  -- or the window if longer) after the last refusal and the last ban's end.
+  local last = math.max(prev_at or 0, last_ban, until_, learned and learned.last or 0)
+  if last + horizon <= now then
+    prev_at, level, learned = nil, 0, nil
   end
   local url = ''
   if ARGV[12] ~= '' then url = redis.sha1hex(ARGV[12]) end
   -- Evidence: a second distinct URL refused within the cap (an unknown URL
   -- is never the same as another).
   local distinct = prev_at ~= nil and prev_at + cap > now and (prev_url == '' or prev_url ~= url)
-  redis.call('HSET', KEYS[6], id, str(now) .. ':' .. url)
+  if cap > 0 then redis.call('HSET', KEYS[6], id, str(now) .. ':' .. url) end
   local floor = nil
   if ARGV[11] ~= '' then floor = tonumber(ARGV[11]) end
   local new_until = nil
-  if until_ > now then
+  if cap == 0 then
+    -- No bans.
+  elseif until_ > now then
     -- Already banned (a run handed out before the ban): its Retry-After
     -- may lengthen the ban; it is not a further ban.
     if floor and now + floor > until_ then new_until = now + floor end
@@ -338,10 +413,33 @@ if ARGV[6] == '1' and ARGV[7] ~= '' then
   else
     redis.call('HDEL', KEYS[5], id)
   end
-  -- Strikes and levels are remembered a cap's length past the last
-  -- refusal or ban end.
-  local keep = math.max(last_ban - now, 0) + cap
-  for _, k in ipairs({KEYS[5], KEYS[6]}) do
+  if ARGV[13] == '1' then
+    -- Multiplicative decrease: half the pair's handouts in the window.
+    -- Uncounted (the site was not paced), or none left in the window: the
+    -- 429 itself is one, just now.
+    local tracked = rate_n > 0 or redis.call('HLEN', KEYS[7]) > 0
+    local count = 0
+    if tracked then count = redis.call('ZCOUNT', KEYS[8], '(' .. str(now - window), '+inf') end
+    if count == 0 then
+      local t = redis.call('TIME')
+      redis.call('DEL', KEYS[8])
+      redis.call('ZADD', KEYS[8], str(now), str(now) .. ':' .. t[2] .. ':0')
+      redis.call('PEXPIRE', KEYS[8], window)
+      count = 1
+    end
+    learned = {limit = math.max(math.floor(count / 2), 1), release = math.max(count * 2, 2)}
+  end
+  if learned then
+    learned.last = math.max(now, last_ban)
+    redis.call('HSET', KEYS[7], id,
+      str(learned.limit) .. ':' .. str(learned.release) .. ':' .. str(learned.last))
+  else
+    redis.call('HDEL', KEYS[7], id)
+  end
+  -- Strikes, levels and learned budgets are remembered a horizon past the
+  -- last refusal or ban end.
+  local keep = math.max(last_ban - now, 0) + horizon
+  for _, k in ipairs({KEYS[5], KEYS[6], KEYS[7]}) do
     if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, keep) end
   end
 end
@@ -677,9 +775,10 @@ impl Store {
             _ => String::new(),
         };
         let rate = s.rate_for(domain);
-        let pace = match rate {
-            Some(_) => s.pace_key_prefix(domain),
-            None => String::new(),
+        let (pace, learn) = if domain.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (s.pace_key_prefix(domain), s.learn_key(domain))
         };
         let want = &request.want;
         let v: Value = self.run(s, |c| {
@@ -693,7 +792,9 @@ impl Store {
                 .arg(want.max_tier.map_or(-1, i64::from))
                 .arg(&pace)
                 .arg(rate.map_or(0, |r| r.n))
-                .arg(rate.map_or(0, |r| r.window_ms));
+                .arg(s.window_for(domain))
+                .arg(&learn)
+                .arg(s.horizon_for(domain));
             for l in [
                 &want.regions,
                 &want.avoid_regions,
@@ -728,8 +829,9 @@ impl Store {
                 let num = |n: usize| a.get(n).and_then(int).unwrap_or(-1);
                 let (total, admitted, disabled) = (num(1), num(2), num(3));
                 let (retry_at, banned, paced) = (num(4), num(5), num(6));
+                let lower = num(7) == 1;
                 if admitted == 0 {
-                    let metas: Vec<ProxyMeta> = a[7..]
+                    let metas: Vec<ProxyMeta> = a[8..]
                         .chunks(3)
                         .map(|m| {
                             let f = |n: usize| m.get(n).and_then(string).unwrap_or_default();
@@ -747,6 +849,7 @@ impl Store {
                     disabled,
                     banned,
                     paced,
+                    lower,
                     retry_at,
                 };
                 Ok(Err(no_proxy(s, want, domain, rate, &out)))
@@ -782,8 +885,8 @@ impl Store {
         retry_after_ms: Option<u64>,
     ) -> Result<Reported, String> {
         let info = FailureInfo {
-            url: "",
             retry_after_ms,
+            ..FailureInfo::default()
         };
         self.report_failure_with(s, id, kind, domain, &info)
     }
@@ -798,7 +901,7 @@ impl Store {
         domain: &str,
         info: &FailureInfo<'_>,
     ) -> Result<Reported, String> {
-        let refused = kind == Kind::Blocked && s.site_ban_cap_ms > 0 && !domain.is_empty();
+        let refused = kind == Kind::Blocked && !domain.is_empty();
         let refusal = refused.then_some(info);
         self.report(s, id, kind.name(), kind.is_proxy_fault(), domain, refusal)
     }
@@ -816,6 +919,11 @@ impl Store {
         let (list, key) = (s.list_key(), s.proxy_key(id));
         let (site, sites) = (s.site_key(domain), s.sites_key());
         let (level, strike) = (s.level_key(domain), s.strike_key(domain));
+        let (learn, pace) = (
+            s.learn_key(domain),
+            format!("{}{id}", s.pace_key_prefix(domain)),
+        );
+        let too_many = refusal.is_some_and(|r| r.http_status == Some(429));
         let retry_after = refusal
             .and_then(|r| r.retry_after_ms)
             .map_or(String::new(), |r| r.min(MAX_BAN_MS).to_string());
@@ -829,6 +937,8 @@ impl Store {
                 .key(&sites)
                 .key(&level)
                 .key(&strike)
+                .key(&learn)
+                .key(&pace)
                 .arg(id)
                 .arg(outcome)
                 .arg(if fault { "1" } else { "0" })
@@ -841,6 +951,9 @@ impl Store {
                 .arg(format!("{factor:.6}"))
                 .arg(&retry_after)
                 .arg(url)
+                .arg(if too_many { "1" } else { "0" })
+                .arg(s.rate_for(domain).map_or(0, |r| r.n))
+                .arg(s.window_for(domain))
                 .invoke(c)
         })?;
         Ok(match r {
@@ -972,6 +1085,8 @@ pub struct FailureInfo<'a> {
     pub url: &'a str,
     /// The site's `Retry-After`, in milliseconds.
     pub retry_after_ms: Option<u64>,
+    /// The HTTP status: a 429 halves the pair's budget (learned rates).
+    pub http_status: Option<u16>,
 }
 
 /// A factor in [1, 1 + `jitter`), random per call.
@@ -993,6 +1108,9 @@ struct Out {
     disabled: i64,
     banned: i64,
     paced: i64,
+    /// A learned budget below the configured one (or without one) is why
+    /// some are at budget.
+    lower: bool,
     retry_at: i64,
 }
 
@@ -1003,6 +1121,7 @@ fn no_proxy(s: &Settings, want: &Wanted, domain: &str, rate: Option<Rate>, out: 
         disabled,
         banned,
         paced,
+        lower,
         retry_at,
     } = *out;
     let wish = want.describe();
@@ -1013,8 +1132,19 @@ fn no_proxy(s: &Settings, want: &Wanted, domain: &str, rate: Option<Rate>, out: 
     };
     let pool = &s.pool;
     let budget = || match rate {
+        Some(r) if lower => format!(
+            "{} per {}, or less as learned from 429s",
+            r.n,
+            r.window_text()
+        ),
         Some(r) => format!("{} per {}", r.n, r.window_text()),
-        None => "none".to_string(),
+        None => {
+            let w = Rate {
+                n: 1,
+                window_ms: s.learn_window_ms,
+            };
+            format!("learned from 429s, per {}", w.window_text())
+        }
     };
     let usable = banned + paced;
     let message = if banned > 0 && paced == 0 {

@@ -733,6 +733,7 @@ fn refuse(
     let info = FailureInfo {
         url: page,
         retry_after_ms,
+        ..FailureInfo::default()
     };
     let r = st
         .report_failure_with(s, &id(url), Kind::Blocked, domain, &info)
@@ -1060,4 +1061,189 @@ fn a_ban_is_jittered_within_its_fraction() {
     );
     lens.dedup();
     assert!(lens.len() > 1, "no jitter: {lens:?}");
+}
+
+/// A 429 refusing `page` through `url`'s proxy at `domain`.
+fn too_many(st: &mut Store, s: &Settings, url: &str, domain: &str, page: &str) {
+    let info = FailureInfo {
+        url: page,
+        http_status: Some(429),
+        ..FailureInfo::default()
+    };
+    st.report_failure_with(s, &id(url), Kind::Blocked, domain, &info)
+        .unwrap();
+}
+
+/// The pair's learned budget as stored (`LIMIT:RELEASE`), if any.
+fn learned(c: &mut redis::Connection, s: &Settings, url: &str, domain: &str) -> Option<String> {
+    let v: Option<String> = redis::cmd("HGET")
+        .arg(s.learn_key(domain))
+        .arg(id(url))
+        .query(c)
+        .unwrap();
+    v.map(|v| v.rsplit_once(':').unwrap().0.to_string())
+}
+
+/// The pair's handout times, oldest first.
+fn handouts(c: &mut redis::Connection, s: &Settings, url: &str, domain: &str) -> Vec<u64> {
+    let v: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg(format!("{}{}", s.pace_key_prefix(domain), id(url)))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(c)
+        .unwrap();
+    v.into_iter().map(|(_, t)| t).collect()
+}
+
+#[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
+fn a_429_halves_the_pairs_budget_and_successes_grow_it_back() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[("site_rate", "s.example=8/10s")]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    let mut c = con(&s);
+    let r = site("s.example");
+    for _ in 0..6 {
+        pick_for(&mut st, &s, &r);
+    }
+    // 6 handouts in the window drew the 429: 3 per window from now on.
+    too_many(
+        &mut st,
+        &s,
+        "http://a:1",
+        "s.example",
+        "https://s.example/1",
+    );
+    assert_eq!(
+        learned(&mut c, &s, "http://a:1", "s.example").as_deref(),
+        Some("3:12")
+    );
+    let np = Store::new().get_proxy(&s, &r).unwrap().unwrap_err();
+    // At budget until the third most recent leaves the window.
+    let times = handouts(&mut c, &s, "http://a:1", "s.example");
+    assert_eq!(times.len(), 6);
+    assert_eq!(np.retry_at_ms, Some(times[3] + 10_000));
+    assert_eq!(
+        np.message,
+        "all 1 usable proxies of pool `default` are at their rate budget for s.example (8 per 10 s, or less as learned from 429s)"
+    );
+    // Additive increase, one per success, up to the configured 8: then the
+    // learned budget is gone.
+    for n in 4..8 {
+        st.report_success_for(&s, &id("http://a:1"), "s.example")
+            .unwrap();
+        assert_eq!(
+            learned(&mut c, &s, "http://a:1", "s.example"),
+            Some(format!("{n}:12"))
+        );
+    }
+    st.report_success_for(&s, &id("http://a:1"), "s.example")
+        .unwrap();
+    assert_eq!(learned(&mut c, &s, "http://a:1", "s.example"), None);
+    assert_eq!(pick_for(&mut st, &s, &r), "http://a:1");
+    // A 429 that is not a ban (one URL: a strike) still paces.
+    assert_eq!(ban_of(&mut c, &s, "http://a:1", "s.example").0, 0);
+}
+
+#[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
+fn a_429_at_an_unpaced_site_learns_a_rate_in_the_learn_window() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[("learn_window_ms", "30000")]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1", "http://b:1"])).unwrap();
+    let mut c = con(&s);
+    let r = site("s.example");
+    for _ in 0..4 {
+        pick_for(&mut st, &s, &r);
+    }
+    // An unpaced site stores nothing per handout.
+    assert!(handouts(&mut c, &s, "http://a:1", "s.example").is_empty());
+    // Uncounted so far: the 429 is the one handout known, at its time.
+    too_many(
+        &mut st,
+        &s,
+        "http://a:1",
+        "s.example",
+        "https://s.example/1",
+    );
+    assert_eq!(
+        learned(&mut c, &s, "http://a:1", "s.example").as_deref(),
+        Some("1:2")
+    );
+    let a_429 = handouts(&mut c, &s, "http://a:1", "s.example");
+    assert_eq!(a_429.len(), 1);
+    for _ in 0..9 {
+        assert_eq!(pick_for(&mut st, &s, &r), "http://b:1");
+    }
+    // While the site learns, its handouts are counted: B's 9 halve to 4.
+    too_many(
+        &mut st,
+        &s,
+        "http://b:1",
+        "s.example",
+        "https://s.example/2",
+    );
+    assert_eq!(
+        learned(&mut c, &s, "http://b:1", "s.example").as_deref(),
+        Some("4:18")
+    );
+    let np = st.get_proxy(&s, &r).unwrap().unwrap_err();
+    // A is free when its 429 leaves the window (B later: its 4th most
+    // recent handout).
+    assert_eq!(np.retry_at_ms, Some(a_429[0] + 30_000));
+    assert_eq!(
+        np.message,
+        "all 2 usable proxies of pool `default` are at their rate budget for s.example (learned from 429s, per 30 s)"
+    );
+    // Other sites are not affected.
+    assert!(st.get_proxy(&s, &site("t.example")).unwrap().is_ok());
+    // Without a configured rate, the learned one is dropped once past
+    // twice what drew the 429 (1 handout for A): two successes.
+    st.report_success_for(&s, &id("http://a:1"), "s.example")
+        .unwrap();
+    assert_eq!(
+        learned(&mut c, &s, "http://a:1", "s.example").as_deref(),
+        Some("2:2")
+    );
+    st.report_success_for(&s, &id("http://a:1"), "s.example")
+        .unwrap();
+    assert_eq!(learned(&mut c, &s, "http://a:1", "s.example"), None);
+    assert_eq!(pick_for(&mut st, &s, &r), "http://a:1");
+}
+
+#[test]
+#[ignore = "needs redis-server (bash .ci/run installs it)"]
+fn a_learned_budget_is_forgotten_a_horizon_after_the_last_refusal() {
+    let redis = RedisServer::start();
+    let s = redis.settings(&[
+        ("learn_window_ms", "1000"),
+        ("site_ban_cap_ms", "300"),
+        ("site_ban_jitter", "0"),
+    ]);
+    let mut st = Store::new();
+    st.add(&s, &urls(&["http://a:1"])).unwrap();
+    let mut c = con(&s);
+    let r = site("s.example");
+    too_many(
+        &mut st,
+        &s,
+        "http://a:1",
+        "s.example",
+        "https://s.example/1",
+    );
+    let at = handouts(&mut c, &s, "http://a:1", "s.example")[0];
+    assert!(st.get_proxy(&s, &r).unwrap().is_err());
+    // Free when the 429 leaves the window (1 s), and the learned budget is
+    // forgotten a horizon (the window, longer than the cap) after it.
+    wait_until(&mut c, at + 1_000);
+    assert_eq!(pick_for(&mut st, &s, &r), "http://a:1");
+    assert_eq!(learned(&mut c, &s, "http://a:1", "s.example"), None);
+    let kept: bool = redis::cmd("EXISTS")
+        .arg(s.learn_key("s.example"))
+        .query(&mut c)
+        .unwrap();
+    assert!(!kept);
 }
