@@ -8,7 +8,7 @@ use ytdlp_plugin_sdk::{
 };
 
 use crate::settings::{self, Settings};
-use crate::store::Store;
+use crate::store::{FailureInfo, Store};
 
 struct RedisBackend {
     settings: Settings,
@@ -50,8 +50,17 @@ impl Backend for RedisBackend {
 
     // Reports cannot fail in the contract: a report lost while Redis is
     // down is lost (the host logs nothing for it either).
-    fn report_success(&mut self, proxy_id: &str, _: &Request, _: &Success, options: &Options) {
-        let _ = self.with_call(options, |s, store| store.report_success(s, proxy_id));
+    fn report_success(
+        &mut self,
+        proxy_id: &str,
+        request: &Request,
+        _: &Success,
+        options: &Options,
+    ) {
+        let domain = request.site.domain.as_str();
+        let _ = self.with_call(options, |s, store| {
+            store.report_success_for(s, proxy_id, domain)
+        });
     }
 
     fn report_failure(
@@ -62,9 +71,16 @@ impl Backend for RedisBackend {
         options: &Options,
     ) {
         let domain = request.site.domain.as_str();
-        let retry_after = f.detail.retry_after_ms;
+        // The URL tells one refused video from a site refusing the proxy;
+        // the Retry-After bans at once, for at least that long; a 429
+        // halves the pair's budget there.
+        let info = FailureInfo {
+            url: &request.url,
+            retry_after_ms: f.detail.retry_after_ms,
+            http_status: f.detail.http_status,
+        };
         let _ = self.with_call(options, |s, store| {
-            store.report_failure(s, proxy_id, f.kind, domain, retry_after)
+            store.report_failure_with(s, proxy_id, f.kind, domain, &info)
         });
     }
 

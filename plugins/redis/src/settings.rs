@@ -2,6 +2,7 @@
 //! values) at every call, since the host merges per-download options into
 //! each call's options.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Failure kinds: the contract's (through the SDK).
@@ -39,8 +40,61 @@ impl Strategy {
     }
 }
 
+/// A pacing budget: a (proxy, site) pair is handed out at most `n` times
+/// in any sliding window of `window_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub n: u32,
+    pub window_ms: u64,
+}
+
+impl Rate {
+    /// `N/WINDOW`, WINDOW a whole number of `s`, `m` or `h`, the number
+    /// optional (`6/10s`, `300/h`, `1/90s`): the memory plugin's syntax.
+    pub fn parse(s: &str) -> Option<Rate> {
+        let (n, window) = s.split_once('/')?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| (1..=1_000_000).contains(&n))?;
+        let window = window.trim();
+        let unit_at = window.find(|c: char| !c.is_ascii_digit())?;
+        let (count, unit) = window.split_at(unit_at);
+        let count: u64 = if count.is_empty() {
+            1
+        } else {
+            count.parse().ok()?
+        };
+        let unit_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        let window_ms = count.checked_mul(unit_ms)?;
+        (1..=MAX_WINDOW_MS)
+            .contains(&window_ms)
+            .then_some(Rate { n, window_ms })
+    }
+
+    /// The window as people write it: `10 s`, `1 min`, `2 h`.
+    pub fn window_text(self) -> String {
+        let ms = self.window_ms;
+        if ms.is_multiple_of(3_600_000) {
+            format!("{} h", ms / 3_600_000)
+        } else if ms.is_multiple_of(60_000) {
+            format!("{} min", ms / 60_000)
+        } else if ms.is_multiple_of(1_000) {
+            format!("{} s", ms / 1_000)
+        } else {
+            format!("{ms} ms")
+        }
+    }
+}
+
 /// Every option, with its value in force.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// `redis://[[user]:password@]host[:port][/db]`.
     pub url: String,
@@ -57,9 +111,19 @@ pub struct Settings {
     /// dead or hung Redis gives a typed error inside the host's call
     /// deadline (500 ms by default).
     pub redis_timeout_ms: u64,
-    /// How long `blocked` keeps a proxy from that site (its registrable
-    /// domain), for every host; 0: never.
-    pub site_ban_ms: u64,
+    /// A (proxy, site) pair's first ban; each further one doubles it.
+    pub site_ban_base_ms: u64,
+    /// The longest ban (a `Retry-After` may be longer); 0: no bans. Also
+    /// how long a strike, and a pair's doubling, are remembered.
+    pub site_ban_cap_ms: u64,
+    /// A ban is multiplied by a factor in [1, 1 + this), so pairs banned
+    /// together do not all come back together.
+    pub site_ban_jitter: f64,
+    /// Pacing budgets by site (`site_rate`, lower-case registrable domain).
+    pub site_rates: BTreeMap<String, Rate>,
+    /// The window of a budget learned from 429s at a site without a
+    /// `site_rate`.
+    pub learn_window_ms: u64,
     /// How long a sticky key keeps its proxy after its last use.
     pub sticky_ttl_ms: u64,
 }
@@ -76,7 +140,15 @@ impl Default for Settings {
             strategy: Strategy::RoundRobin,
             timeout_ms: 30_000,
             redis_timeout_ms: 200,
-            site_ban_ms: 1_800_000,
+            // Short: a ban is re-earned cheaply and doubles, and a site's
+            // Retry-After (the floor) usually says more than a guess.
+            site_ban_base_ms: 5_000,
+            site_ban_cap_ms: 1_800_000,
+            site_ban_jitter: 0.2,
+            site_rates: BTreeMap::new(),
+            // Sites' rate windows are seconds to a minute; halving the
+            // runs of a long window would pace far below what they allow.
+            learn_window_ms: 10_000,
             sticky_ttl_ms: 3_600_000,
         }
     }
@@ -115,8 +187,31 @@ pub fn describe() -> PluginInfo {
             "bound on connecting to Redis and each read or write (default 200)",
         ))
         .option(o(
+            "site_ban_base_ms",
+            "a proxy's first ban from a site after `blocked` (two URLs refused, or a Retry-After); each further ban doubles (default 5000)",
+        ))
+        .option(o(
+            "site_ban_cap_ms",
+            "the longest ban from a site, unless its Retry-After is longer; 0: no bans (default 1800000)",
+        ))
+        .option(o(
+            "site_ban_jitter",
+            "a ban is multiplied by a random factor in [1, 1 + this), a fraction from 0 to 1 (default 0.2)",
+        ))
+        .option(o(
             "site_ban_ms",
-            "how long `blocked` keeps a proxy from that site, for every host (default 1800000)",
+            "deprecated: sets site_ban_cap_ms (bans now start at site_ban_base_ms and double)",
+        ))
+        .option(
+            o(
+                "site_rate",
+                "DOMAIN=N/WINDOW: each proxy at most N runs per sliding WINDOW for that site, across hosts (10s, 90s, 1m, h; e.g. youtube.com=300/h)",
+            )
+            .repeated(),
+        )
+        .option(o(
+            "learn_window_ms",
+            "the window of a rate learned from a site's 429 where no site_rate is set (default 10000)",
         ))
         .option(o(
             "sticky_ttl_ms",
@@ -128,9 +223,12 @@ impl Settings {
     /// `base` with `options` applied over it. Keys under `host.` are
     /// skipped (0.1 hosts sent their context so); any other unknown key is
     /// refused so that a typo does not silently do nothing. A key given
-    /// several times takes its last value.
+    /// several times takes its last value, except `site_rate`, one per
+    /// domain; the deprecated `site_ban_ms` sets the cap unless
+    /// `site_ban_cap_ms` is given too.
     pub fn parse(base: &Settings, options: &[(String, String)]) -> Result<Settings, PluginError> {
         let mut s = base.clone();
+        let (mut cap, mut old_ban) = (None, None);
         for (key, value) in options {
             let v = value.trim();
             match key.as_str() {
@@ -141,13 +239,43 @@ impl Settings {
                 "strategy" => s.strategy = Strategy::parse(v)?,
                 "timeout_ms" => s.timeout_ms = num(key, v, 1, MAX_PROXY_TIMEOUT_MS)?,
                 "redis_timeout_ms" => s.redis_timeout_ms = num(key, v, 1, 60_000)?,
-                "site_ban_ms" => s.site_ban_ms = num(key, v, 0, MAX_WINDOW_MS)?,
+                "site_ban_base_ms" => s.site_ban_base_ms = num(key, v, 0, MAX_WINDOW_MS)?,
+                "site_ban_cap_ms" => cap = Some(num(key, v, 0, MAX_WINDOW_MS)?),
+                "site_ban_ms" => old_ban = Some(num(key, v, 0, MAX_WINDOW_MS)?),
+                "site_ban_jitter" => {
+                    s.site_ban_jitter = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|j| (0.0..=1.0).contains(j))
+                        .ok_or_else(|| {
+                            PluginError::invalid(
+                                key,
+                                format!("`{v}` is not a fraction from 0 to 1"),
+                            )
+                        })?
+                }
+                "site_rate" => {
+                    let (domain, rate) = parse_site_rate(v)?;
+                    s.site_rates.insert(domain, rate);
+                }
+                "learn_window_ms" => s.learn_window_ms = num(key, v, 1, MAX_WINDOW_MS)?,
                 "sticky_ttl_ms" => s.sticky_ttl_ms = num(key, v, 1, MAX_WINDOW_MS)?,
                 other if is_host_key(other) => {}
                 other => return Err(PluginError::unknown_option(other)),
             }
         }
+        if let Some(cap) = cap.or(old_ban) {
+            s.site_ban_cap_ms = cap;
+        }
         Ok(s)
+    }
+
+    /// The pacing budget of `domain`, if it has one.
+    pub fn rate_for(&self, domain: &str) -> Option<Rate> {
+        if domain.is_empty() {
+            return None;
+        }
+        self.site_rates.get(domain).copied()
     }
 
     pub fn redis_timeout(&self) -> Duration {
@@ -177,6 +305,45 @@ impl Settings {
 
     pub fn site_key(&self, domain: &str) -> String {
         format!("{}{domain}", self.site_key_prefix())
+    }
+
+    /// The HASH of a site's ban levels (proxy id -> bans since the pair's
+    /// last success: the next lasts base · 2^level).
+    pub fn level_key(&self, domain: &str) -> String {
+        format!("ytdlp:{{{}}}:level:{domain}", self.pool)
+    }
+
+    /// The HASH of a site's strikes (proxy id -> `when:sha1 of the URL`,
+    /// the last refusal through that proxy; an empty hash: URL unknown).
+    pub fn strike_key(&self, domain: &str) -> String {
+        format!("ytdlp:{{{}}}:strike:{domain}", self.pool)
+    }
+
+    /// The pacing window at `domain`: its `site_rate`'s, else the
+    /// learning window.
+    pub fn window_for(&self, domain: &str) -> u64 {
+        self.rate_for(domain)
+            .map_or(self.learn_window_ms, |r| r.window_ms)
+    }
+
+    /// How long after a pair's last refusal or ban end its strike, ban
+    /// doubling and learned budget are forgotten: the cap, or the window if
+    /// longer.
+    pub fn horizon_for(&self, domain: &str) -> u64 {
+        self.site_ban_cap_ms.max(self.window_for(domain))
+    }
+
+    /// The HASH of a site's budgets learned from 429s (proxy id ->
+    /// `LIMIT:RELEASE:LAST`: handouts per window, the limit past which it
+    /// is dropped without a `site_rate`, the last refusal or ban end, ms).
+    pub fn learn_key(&self, domain: &str) -> String {
+        format!("ytdlp:{{{}}}:learn:{domain}", self.pool)
+    }
+
+    /// Prefix of a site's pacing ZSETs (`<prefix><proxy id>`: handout
+    /// times, ms).
+    pub fn pace_key_prefix(&self, domain: &str) -> String {
+        format!("ytdlp:{{{}}}:pace:{domain}:", self.pool)
     }
 
     /// The ZSET of sites with bans, scored by when the last one ends (for
@@ -258,6 +425,22 @@ pub fn display_redis_url(url: &str) -> String {
         }
         None => url.to_string(),
     }
+}
+
+/// `DOMAIN=N/WINDOW`, the domain in lower case.
+fn parse_site_rate(v: &str) -> Result<(String, Rate), PluginError> {
+    v.split_once('=')
+        .map(|(d, r)| (d.trim().to_ascii_lowercase(), Rate::parse(r)))
+        .filter(|(d, _)| !d.is_empty() && !d.contains(['/', ' ', '{', '}']))
+        .and_then(|(d, r)| Some((d, r?)))
+        .ok_or_else(|| {
+            PluginError::invalid(
+                "site_rate",
+                format!(
+                    "`{v}` is not DOMAIN=N/WINDOW (N from 1 to 1000000, WINDOW like 10s, 90s, 1m, h: at most 30 days)"
+                ),
+            )
+        })
 }
 
 fn check_pool(pool: &str) -> Result<String, PluginError> {
@@ -387,6 +570,8 @@ mod tests {
                 "url" => "redis://127.0.0.1:1",
                 "pool" => "p",
                 "strategy" => "healthiest",
+                "site_ban_jitter" => "0.5",
+                "site_rate" => "youtube.com=300/h",
                 _ => "5",
             };
             assert!(
@@ -395,7 +580,99 @@ mod tests {
                 o.key
             );
         }
+        assert!(info.get("site_rate").is_some_and(|o| o.repeated));
         let s = Settings::parse(&Settings::default(), &[]).unwrap();
-        assert_eq!((s.site_ban_ms, s.sticky_ttl_ms), (1_800_000, 3_600_000));
+        assert_eq!((s.site_ban_cap_ms, s.sticky_ttl_ms), (1_800_000, 3_600_000));
+    }
+
+    #[test]
+    fn ban_and_pacing_defaults_and_the_deprecated_ban_option() {
+        let d = Settings::default();
+        let s = Settings::parse(&d, &[]).unwrap();
+        assert_eq!((s.site_ban_base_ms, s.site_ban_cap_ms), (5_000, 1_800_000));
+        assert_eq!(s.site_ban_jitter, 0.2);
+        assert!(s.site_rates.is_empty());
+        assert_eq!(s.learn_window_ms, 10_000);
+        assert_eq!(s.window_for("a.com"), 10_000);
+        assert_eq!(s.horizon_for("a.com"), 1_800_000);
+        assert_eq!(s.rate_for("youtube.com"), None);
+        // site_ban_ms (deprecated) is the cap, unless the cap is given.
+        let old = Settings::parse(&d, &opts(&[("site_ban_ms", "60000")])).unwrap();
+        assert_eq!((old.site_ban_base_ms, old.site_ban_cap_ms), (5_000, 60_000));
+        let both = Settings::parse(
+            &d,
+            &opts(&[("site_ban_cap_ms", "90000"), ("site_ban_ms", "60000")]),
+        )
+        .unwrap();
+        assert_eq!(both.site_ban_cap_ms, 90_000);
+        let s = Settings::parse(
+            &d,
+            &opts(&[
+                ("site_ban_base_ms", "1000"),
+                ("site_ban_jitter", "0"),
+                ("site_rate", "YouTube.com=300/h"),
+                ("site_rate", " vimeo.com = 6/10s "),
+                ("site_rate", "x.example=1/90s"),
+                ("site_rate", "y.example=2/m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((s.site_ban_base_ms, s.site_ban_jitter), (1_000, 0.0));
+        let r = |n, window_ms| Some(Rate { n, window_ms });
+        assert_eq!(s.rate_for("youtube.com"), r(300, 3_600_000));
+        assert_eq!(s.rate_for("vimeo.com"), r(6, 10_000));
+        assert_eq!(s.rate_for("x.example"), r(1, 90_000));
+        assert_eq!(s.rate_for("y.example"), r(2, 60_000));
+        assert_eq!(s.rate_for(""), None);
+        // A per-call rate adds to (or replaces) the init ones.
+        let call = Settings::parse(&s, &opts(&[("site_rate", "vimeo.com=1/s")])).unwrap();
+        assert_eq!(call.rate_for("vimeo.com"), r(1, 1_000));
+        assert_eq!(call.rate_for("youtube.com"), r(300, 3_600_000));
+        assert_eq!(r(1, 90_000).unwrap().window_text(), "90 s");
+        assert_eq!(r(1, 3_600_000).unwrap().window_text(), "1 h");
+    }
+
+    #[test]
+    fn bad_ban_and_pacing_values_are_refused_naming_the_option_and_value() {
+        let d = Settings::default();
+        for (k, v) in [
+            ("site_rate", "youtube.com"),
+            ("site_rate", "=5/s"),
+            ("site_rate", "youtube.com=0/s"),
+            ("site_rate", "youtube.com=5"),
+            ("site_rate", "youtube.com=5/"),
+            ("site_rate", "youtube.com=5/10"),
+            ("site_rate", "youtube.com=5/10d"),
+            ("site_rate", "youtube.com=x/s"),
+            ("site_rate", "youtube.com=2000000/s"),
+            ("site_rate", "youtube.com=1/721h"),
+            ("site_rate", "you tube.com=1/s"),
+            ("site_rate", "a/b=1/s"),
+            ("site_ban_jitter", "1.5"),
+            ("site_ban_jitter", "-0.1"),
+            ("site_ban_jitter", "lots"),
+            ("site_ban_base_ms", "-1"),
+            ("site_ban_cap_ms", "2592000001"),
+            ("site_ban_ms", "x"),
+            ("learn_window_ms", "0"),
+        ] {
+            let err = Settings::parse(&d, &opts(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(k), "{k}={v}: {err}");
+            // Numbers are refused with their bounds (the SDK's `num`).
+            if !k.ends_with("_ms") {
+                assert!(err.contains(&format!("`{v}`")), "{k}={v}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn per_site_keys_carry_the_pool_as_a_hash_tag() {
+        let s = Settings::parse(&Settings::default(), &opts(&[("pool", "eu")])).unwrap();
+        assert_eq!(s.level_key("a.com"), "ytdlp:{eu}:level:a.com");
+        assert_eq!(s.strike_key("a.com"), "ytdlp:{eu}:strike:a.com");
+        assert_eq!(s.pace_key_prefix("a.com"), "ytdlp:{eu}:pace:a.com:");
+        assert_eq!(s.learn_key("a.com"), "ytdlp:{eu}:learn:a.com");
     }
 }

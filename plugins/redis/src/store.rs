@@ -16,6 +16,20 @@
 //! - `ytdlp:{P}:site:<domain>`: HASH of that site's bans, proxy id ->
 //!   banned until (ms), expiring with its last ban;
 //! - `ytdlp:{P}:sites`: ZSET of the sites with bans, by when the last ends;
+//! - `ytdlp:{P}:level:<domain>`: HASH of that site's ban levels, proxy id
+//!   -> `LEVEL:UNTIL` (bans since the pair's last success, and when the
+//!   last one ends, ms);
+//! - `ytdlp:{P}:strike:<domain>`: HASH of that site's strikes, proxy id ->
+//!   `WHEN:SHA1` (the last refusal through that proxy, ms, and the SHA-1 of
+//!   its URL; empty: the URL was unknown);
+//! - `ytdlp:{P}:learn:<domain>`: HASH of that site's budgets learned from
+//!   429s, proxy id -> `LIMIT:RELEASE:LAST`; this and the two above
+//!   expire a horizon (the cap, or the window if longer) after the site's
+//!   last refusal or ban end;
+//! - `ytdlp:{P}:pace:<domain>:<id>`: ZSET of that pair's handout times
+//!   (ms), only at sites with a `site_rate` or a learned budget: at most N
+//!   members (64 without N), trimmed to the window, expiring a window
+//!   after the last handout;
 //! - `ytdlp:{P}:sticky:<key>`: STRING, the proxy id a sticky key keeps,
 //!   expiring `sticky_ttl_ms` after its last use.
 //!
@@ -26,8 +40,25 @@
 //!
 //! Times come from Redis (`TIME`), so hosts with skewed clocks agree on
 //! cooldowns and bans.
+//!
+//! Site rules (the memory plugin's, across hosts): `blocked` concerns a
+//! (proxy, site) pair and bans it only on evidence: with the site's
+//! `Retry-After`, at once; without, when a second distinct URL is refused
+//! through that proxy within `site_ban_cap_ms` (one URL refused, however
+//! often, is a strike; an unknown URL counts as a new one). Bans start at
+//! `site_ban_base_ms` and double per further ban, times a jitter factor, at
+//! most the cap, at least the `Retry-After`; a success through the pair,
+//! or a cap's length without a refusal, resets the doubling and the
+//! strike; a refusal while banned only lengthens the ban to its
+//! `Retry-After`. Pacing (`site_rate`): `get-proxy` checks a pair's
+//! handouts in the sliding window and counts the one it makes in the same
+//! script, so N is a budget for all hosts together. Learned rates: a 429
+//! sets the pair's budget to half its handouts in the window (at least 1),
+//! each success through the pair adds one back, up to N (or, without N,
+//! past twice what drew the 429: then dropped); forgotten with the strike.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, LazyLock};
 
 use redis::{
@@ -35,7 +66,7 @@ use redis::{
 };
 use ytdlp_plugin_sdk::{Proxy, ProxyEntry, ProxyMeta, Request, Wanted, parse_entry};
 
-use crate::settings::{Kind, Settings};
+use crate::settings::{Kind, Rate, Settings};
 
 /// Why [`Store::get_proxy`] found nothing usable, proxy states and stats
 /// rows: the contract's own (through the SDK).
@@ -62,17 +93,46 @@ local function str(n) return string.format('%.0f', n) end
 
 /// KEYS[1] list. ARGV: [1] proxy key prefix, [2] strategy, [3] the site's
 /// ban hash key (`` for none), [4] the sticky key's key (`` for none),
-/// [5] sticky TTL ms, [6] min tier, [7] max tier (-1: none), then four
-/// counted lists: regions, avoided regions, tags, avoided ids.
+/// [5] sticky TTL ms, [6] min tier, [7] max tier (-1: none), [8] the
+/// site's pace key prefix (`` for no site), [9] the site's budget N (0:
+/// none), [10] the pacing window ms (N's, else the learning window),
+/// [11] the site's learned-budget hash (`` for no site), [12] the forget
+/// horizon ms, then four counted lists: regions, avoided regions, tags,
+/// avoided ids.
 /// Returns {1, id, url, region, tags, tier} | {0} (empty pool) |
-/// {2, total, admitted, disabled, soonest out or -1, banned, soonest ban or
-/// -1, region, tags, tier, ...} (the metadata of every proxy).
+/// {2, total, admitted, disabled, retry at or -1, banned, paced, 1 if a
+/// learned budget is below N, region, tags, tier, ...} (the metadata of
+/// every proxy when none is admitted).
+/// A pair at budget (N, or less as learned from 429s) is skipped like a
+/// banned one; handouts are counted, in the same script, at sites with N
+/// or a learned budget, so budgets hold across hosts.
 static GET_PROXY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r#"
 local now = now_ms()
-local argi = 8
+local argi = 13
+local pace, rate_n, window = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+-- id -> learned limit, filled once the bans are known.
+local learned = {}
+local paced_site = false
+local function budget(id)
+  local l = learned[id]
+  if rate_n > 0 and l then return math.min(rate_n, l) end
+  if rate_n > 0 then return rate_n end
+  return l
+end
+-- When a pair at budget is free again (nil: not at budget): its N-th most
+-- recent handout in the window leaves it.
+local function free_at(id)
+  if not paced_site then return nil end
+  local lim = budget(id)
+  if not lim then return nil end
+  local r = redis.call('ZREVRANGEBYSCORE', pace .. id, '+inf', '(' .. str(now - window),
+    'WITHSCORES', 'LIMIT', lim - 1, 1)
+  if #r == 0 then return nil end
+  return tonumber(r[2]) + window
+end
 -- Regions compare in upper case; tags as they are.
 local function list(upper)
   local n = tonumber(ARGV[argi]); argi = argi + 1
@@ -115,6 +175,21 @@ if ARGV[3] ~= '' then
   local flat = redis.call('HGETALL', ARGV[3])
   for i = 1, #flat, 2 do bans[flat[i]] = tonumber(flat[i + 1]) or 0 end
 end
+-- Learned budgets (`LIMIT:RELEASE:LAST`), but not those a horizon past the
+-- pair's last refusal or ban end.
+if ARGV[11] ~= '' then
+  local flat = redis.call('HGETALL', ARGV[11])
+  local horizon = tonumber(ARGV[12])
+  for i = 1, #flat, 2 do
+    local limit, _, last = string.match(flat[i + 1], '^(%d+):(%d+):(%d+)$')
+    if limit and math.max(tonumber(last), bans[flat[i]] or 0) + horizon > now then
+      learned[flat[i]] = math.max(tonumber(limit), 1)
+    else
+      redis.call('HDEL', ARGV[11], flat[i])
+    end
+  end
+end
+paced_site = pace ~= '' and (rate_n > 0 or next(learned) ~= nil)
 local function load(id)
   local h = redis.call('HMGET', ARGV[1] .. id, 'url', 'region', 'tags', 'tier', 'disabled',
     'until', 'successes', 'faults', 'last_used')
@@ -125,10 +200,23 @@ local function load(id)
     used = tonumber(h[9] or '0') or 0}
 end
 local function usable(p)
-  return not p.disabled and p.out <= now and (bans[p.id] or 0) <= now
+  return not p.disabled and p.out <= now and (bans[p.id] or 0) <= now and free_at(p.id) == nil
 end
 local function hand_out(p)
   redis.call('HSET', ARGV[1] .. p.id, 'last_used', str(now))
+  if paced_site then
+    local key = pace .. p.id
+    local t = redis.call('TIME')
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', str(now - window))
+    -- Unique even for two handouts in one ms.
+    redis.call('ZADD', key, str(now), str(now) .. ':' .. t[2] .. ':' .. redis.call('ZCARD', key))
+    -- Enough to decide "at budget" and, at a site without N, to count
+    -- for a 429; never more.
+    local keep = rate_n
+    if keep == 0 then keep = math.max(budget(p.id) or 0, 64) end
+    redis.call('ZREMRANGEBYRANK', key, 0, -(keep + 1))
+    redis.call('PEXPIRE', key, window)
+  end
   if ARGV[4] ~= '' then redis.call('SET', ARGV[4], p.id, 'PX', ARGV[5]) end
   return {1, p.id, p.url, p.region or '', p.tags or '', p.tier}
 end
@@ -141,7 +229,9 @@ if ARGV[4] ~= '' then
 end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 if #ids == 0 then return {0} end
-local total, admitted, disabled, soonest, banned, soonest_ban = 0, 0, 0, -1, 0, -1
+-- A proxy is usable again at the latest of its cooldown's end, its ban's
+-- end and its budget's free time; retry is the earliest over them.
+local total, admitted, disabled, retry, banned, paced, lower = 0, 0, 0, -1, 0, 0, 0
 local metas = {}
 local strict, loose = {}, {}
 for _, id in ipairs(ids) do
@@ -153,14 +243,22 @@ for _, id in ipairs(ids) do
       admitted = admitted + 1
       if p.disabled then
         disabled = disabled + 1
-      elseif p.out > now then
-        if soonest < 0 or p.out < soonest then soonest = p.out end
-      elseif (bans[id] or 0) > now then
-        banned = banned + 1
-        if soonest_ban < 0 or bans[id] < soonest_ban then soonest_ban = bans[id] end
       else
-        loose[id] = p
-        if not avoided[id] then strict[id] = p end
+        local cooling, ban, free = p.out > now, bans[id] or 0, free_at(id)
+        local at = math.max(p.out, now)
+        if ban > now then
+          at = math.max(at, ban)
+          if not cooling then banned = banned + 1 end
+        elseif free and not cooling then
+          paced = paced + 1
+          if learned[id] and (rate_n == 0 or learned[id] < rate_n) then lower = 1 end
+        end
+        if free then at = math.max(at, free) end
+        if at > now and (retry < 0 or at < retry) then retry = at end
+        if not cooling and ban <= now and not free then
+          loose[id] = p
+          if not avoided[id] then strict[id] = p end
+        end
       end
     end
   end
@@ -168,7 +266,7 @@ end
 local pool = strict
 if next(pool) == nil then pool = loose end
 if next(pool) == nil then
-  local out = {2, total, admitted, disabled, soonest, banned, soonest_ban}
+  local out = {2, total, admitted, disabled, retry, banned, paced, lower}
   if admitted == 0 then for _, m in ipairs(metas) do table.insert(out, m) end end
   return out
 end
@@ -193,38 +291,157 @@ for i = 1, #ids do
   local p = pool[id]
   if p and p.tier == best then return hand_out(p) end
 end
-return {2, total, admitted, disabled, soonest, banned, soonest_ban}
+return {2, total, admitted, disabled, retry, banned, paced, lower}
 "#
     ))
 });
 
 /// KEYS[1] list, KEYS[2] the proxy's hash, KEYS[3] the site's ban hash,
-/// KEYS[4] the sites ZSET; ARGV[1] id, ARGV[2] `success` or the failure
-/// kind, ARGV[3] `1` for a proxy fault, ARGV[4] threshold, ARGV[5]
-/// cooldown ms (0: disable), ARGV[6] ban ms (0: no ban), ARGV[7] the
-/// site's domain. Returns -1 unknown, 0 counted, 1 counted and took the
-/// proxy out.
+/// KEYS[4] the sites ZSET, KEYS[5] the site's level hash, KEYS[6] the
+/// site's strike hash; ARGV[1] id, ARGV[2] `success` or the failure kind,
+/// ARGV[3] `1` for a proxy fault, ARGV[4] threshold, ARGV[5] cooldown ms
+/// (0: disable), ARGV[6] `1` if the site refused the proxy (`blocked`
+/// with bans on), ARGV[7] the site's domain (`` for none), ARGV[8] ban
+/// base ms, ARGV[9] ban cap ms, ARGV[10] jitter factor (>= 1), ARGV[11]
+/// the site's Retry-After ms (`` for none), ARGV[12] the URL (`` if
+/// unknown), ARGV[13] `1` for an HTTP 429, ARGV[14] the site's budget N
+/// (0: none), ARGV[15] the pacing window ms (N's, else the learning
+/// window); KEYS[7] the site's learned-budget hash, KEYS[8] the pair's
+/// pace ZSET. Returns -1 unknown, 0 counted, 1 counted and took the proxy
+/// out.
 static REPORT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r#"
 if not redis.call('LPOS', KEYS[1], ARGV[1]) then return -1 end
+local id = ARGV[1]
 if ARGV[2] == 'success' then
   redis.call('HINCRBY', KEYS[2], 'successes', 1)
   redis.call('HSET', KEYS[2], 'consecutive', 0)
+  -- A success through the pair resets its doubling and its strike.
+  if ARGV[7] ~= '' then
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('HDEL', KEYS[6], id)
+    -- Additive increase, up to N or, without one, past twice what drew
+    -- the 429: then no learned budget.
+    local lv = redis.call('HGET', KEYS[7], id)
+    if lv then
+      local limit, release, last = string.match(lv, '^(%d+):(%d+):(%d+)$')
+      if limit then
+        local rate_n = tonumber(ARGV[14])
+        limit = tonumber(limit) + 1
+        if (rate_n > 0 and limit >= rate_n) or (rate_n == 0 and limit > tonumber(release)) then
+          redis.call('HDEL', KEYS[7], id)
+        else
+          redis.call('HSET', KEYS[7], id, limit .. ':' .. release .. ':' .. last)
+        end
+      else
+        redis.call('HDEL', KEYS[7], id)
+      end
+    end
+  end
   return 0
 end
 local now = now_ms()
 redis.call('HINCRBY', KEYS[2], 'failures', 1)
 redis.call('HINCRBY', KEYS[2], 'f:' .. ARGV[2], 1)
-local ban = tonumber(ARGV[6])
-if ban > 0 and ARGV[7] ~= '' then
-  local till = now + ban
-  local old = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') or 0
-  if till > old then redis.call('HSET', KEYS[3], ARGV[1], str(till)) end
-  -- The hash lives as long as its longest ban.
-  if redis.call('PTTL', KEYS[3]) < ban then redis.call('PEXPIRE', KEYS[3], ban) end
-  redis.call('ZADD', KEYS[4], 'GT', str(till), ARGV[7])
+if ARGV[6] == '1' and ARGV[7] ~= '' then
+  local cap = tonumber(ARGV[9])
+  local rate_n, window = tonumber(ARGV[14]), tonumber(ARGV[15])
+  local horizon = math.max(cap, window)
+  local until_ = tonumber(redis.call('HGET', KEYS[3], id) or '0') or 0
+  local level, last_ban = 0, 0
+  local lv = redis.call('HGET', KEYS[5], id)
+  if lv then
+    local sep = string.find(lv, ':', 1, true)
+    level = tonumber(string.sub(lv, 1, sep - 1)) or 0
+    last_ban = tonumber(string.sub(lv, sep + 1)) or 0
+  end
+  local prev_at, prev_url = nil, ''
+  local sv = redis.call('HGET', KEYS[6], id)
+  if sv then
+    local sep = string.find(sv, ':', 1, true)
+    prev_at = tonumber(string.sub(sv, 1, sep - 1))
+    prev_url = string.sub(sv, sep + 1)
+  end
+  local learned = nil
+  local lrn = redis.call('HGET', KEYS[7], id)
+  if lrn then
+    local limit, release, last = string.match(lrn, '^(%d+):(%d+):(%d+)$')
+    if limit then
+      learned = {limit = tonumber(limit), release = tonumber(release), last = tonumber(last)}
+    end
+  end
+  -- Strike, doubling and learned budget are forgotten a horizon (the cap,
+  -- or the window if longer) after the last refusal and the last ban's end.
+  local last = math.max(prev_at or 0, last_ban, until_, learned and learned.last or 0)
+  if last + horizon <= now then
+    prev_at, level, learned = nil, 0, nil
+  end
+  local url = ''
+  if ARGV[12] ~= '' then url = redis.sha1hex(ARGV[12]) end
+  -- Evidence: a second distinct URL refused within the cap (an unknown URL
+  -- is never the same as another).
+  local distinct = prev_at ~= nil and prev_at + cap > now and (prev_url == '' or prev_url ~= url)
+  if cap > 0 then redis.call('HSET', KEYS[6], id, str(now) .. ':' .. url) end
+  local floor = nil
+  if ARGV[11] ~= '' then floor = tonumber(ARGV[11]) end
+  local new_until = nil
+  if cap == 0 then
+    -- No bans.
+  elseif until_ > now then
+    -- Already banned (a run handed out before the ban): its Retry-After
+    -- may lengthen the ban; it is not a further ban.
+    if floor and now + floor > until_ then new_until = now + floor end
+  elseif floor or distinct then
+    local ban = math.floor(tonumber(ARGV[8]) * 2 ^ math.min(level, 40) * tonumber(ARGV[10]))
+    ban = math.min(ban, cap)
+    if floor then ban = math.max(ban, floor) end
+    new_until = now + ban
+    level = level + 1
+  end
+  if new_until and new_until > now then
+    last_ban = new_until
+    redis.call('HSET', KEYS[3], id, str(new_until))
+    -- The hash lives as long as its longest ban.
+    local ttl = new_until - now
+    if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
+    redis.call('ZADD', KEYS[4], 'GT', str(new_until), ARGV[7])
+  end
+  if level > 0 then
+    redis.call('HSET', KEYS[5], id, level .. ':' .. str(last_ban))
+  else
+    redis.call('HDEL', KEYS[5], id)
+  end
+  if ARGV[13] == '1' then
+    -- Multiplicative decrease: half the pair's handouts in the window.
+    -- Uncounted (the site was not paced), or none left in the window: the
+    -- 429 itself is one, just now.
+    local tracked = rate_n > 0 or redis.call('HLEN', KEYS[7]) > 0
+    local count = 0
+    if tracked then count = redis.call('ZCOUNT', KEYS[8], '(' .. str(now - window), '+inf') end
+    if count == 0 then
+      local t = redis.call('TIME')
+      redis.call('DEL', KEYS[8])
+      redis.call('ZADD', KEYS[8], str(now), str(now) .. ':' .. t[2] .. ':0')
+      redis.call('PEXPIRE', KEYS[8], window)
+      count = 1
+    end
+    learned = {limit = math.max(math.floor(count / 2), 1), release = math.max(count * 2, 2)}
+  end
+  if learned then
+    learned.last = math.max(now, last_ban)
+    redis.call('HSET', KEYS[7], id,
+      str(learned.limit) .. ':' .. str(learned.release) .. ':' .. str(learned.last))
+  else
+    redis.call('HDEL', KEYS[7], id)
+  end
+  -- Strikes, levels and learned budgets are remembered a horizon past the
+  -- last refusal or ban end.
+  local keep = math.max(last_ban - now, 0) + horizon
+  for _, k in ipairs({KEYS[5], KEYS[6], KEYS[7]}) do
+    if redis.call('PTTL', k) < keep then redis.call('PEXPIRE', k, keep) end
+  end
 end
 if ARGV[3] ~= '1' then return 0 end
 redis.call('HINCRBY', KEYS[2], 'faults', 1)
@@ -557,6 +774,12 @@ impl Store {
             Some(k) if !k.is_empty() => s.sticky_key(k),
             _ => String::new(),
         };
+        let rate = s.rate_for(domain);
+        let (pace, learn) = if domain.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (s.pace_key_prefix(domain), s.learn_key(domain))
+        };
         let want = &request.want;
         let v: Value = self.run(s, |c| {
             let mut inv = GET_PROXY.key(&list);
@@ -566,7 +789,12 @@ impl Store {
                 .arg(&sticky)
                 .arg(s.sticky_ttl_ms)
                 .arg(u32::from(want.min_tier))
-                .arg(want.max_tier.map_or(-1, i64::from));
+                .arg(want.max_tier.map_or(-1, i64::from))
+                .arg(&pace)
+                .arg(rate.map_or(0, |r| r.n))
+                .arg(s.window_for(domain))
+                .arg(&learn)
+                .arg(s.horizon_for(domain));
             for l in [
                 &want.regions,
                 &want.avoid_regions,
@@ -600,9 +828,10 @@ impl Store {
             Some(2) => {
                 let num = |n: usize| a.get(n).and_then(int).unwrap_or(-1);
                 let (total, admitted, disabled) = (num(1), num(2), num(3));
-                let (soonest, banned, soonest_ban) = (num(4), num(5), num(6));
+                let (retry_at, banned, paced) = (num(4), num(5), num(6));
+                let lower = num(7) == 1;
                 if admitted == 0 {
-                    let metas: Vec<ProxyMeta> = a[7..]
+                    let metas: Vec<ProxyMeta> = a[8..]
                         .chunks(3)
                         .map(|m| {
                             let f = |n: usize| m.get(n).and_then(string).unwrap_or_default();
@@ -615,28 +844,38 @@ impl Store {
                         retry_at_ms: None,
                     }));
                 }
-                Ok(Err(no_proxy(
-                    s,
-                    want,
-                    domain,
+                let out = Out {
                     admitted,
                     disabled,
-                    soonest,
                     banned,
-                    soonest_ban,
-                )))
+                    paced,
+                    lower,
+                    retry_at,
+                };
+                Ok(Err(no_proxy(s, want, domain, rate, &out)))
             }
             _ => Err(bad()),
         }
     }
 
+    /// A success through `id`, at no site in particular.
     pub fn report_success(&mut self, s: &Settings, id: &str) -> Result<Reported, String> {
-        self.report(s, id, "success", false, None)
+        self.report_success_for(s, id, "")
     }
 
-    /// A failure of `kind` through `id` while fetching from `domain`;
-    /// `blocked` bans the proxy for that domain, for `site_ban_ms` or the
-    /// site's `Retry-After` if longer.
+    /// A success through `id` while fetching from `domain`: the pair's ban
+    /// doubling and strike are reset.
+    pub fn report_success_for(
+        &mut self,
+        s: &Settings,
+        id: &str,
+        domain: &str,
+    ) -> Result<Reported, String> {
+        self.report(s, id, "success", false, domain, None)
+    }
+
+    /// A failure of `kind` through `id` while fetching from `domain`, the
+    /// URL unknown (see [`Store::report_failure_with`]).
     pub fn report_failure(
         &mut self,
         s: &Settings,
@@ -645,11 +884,26 @@ impl Store {
         domain: &str,
         retry_after_ms: Option<u64>,
     ) -> Result<Reported, String> {
-        let ban = (kind == Kind::Blocked && s.site_ban_ms > 0 && !domain.is_empty()).then(|| {
-            let ban = retry_after_ms.unwrap_or(0).max(s.site_ban_ms);
-            (domain, ban.min(30 * 24 * 3_600_000))
-        });
-        self.report(s, id, kind.name(), kind.is_proxy_fault(), ban)
+        let info = FailureInfo {
+            retry_after_ms,
+            ..FailureInfo::default()
+        };
+        self.report_failure_with(s, id, kind, domain, &info)
+    }
+
+    /// A failure of `kind` through `id` while fetching from `domain`:
+    /// `blocked` is a strike or a ban of the pair (see the module doc).
+    pub fn report_failure_with(
+        &mut self,
+        s: &Settings,
+        id: &str,
+        kind: Kind,
+        domain: &str,
+        info: &FailureInfo<'_>,
+    ) -> Result<Reported, String> {
+        let refused = kind == Kind::Blocked && !domain.is_empty();
+        let refusal = refused.then_some(info);
+        self.report(s, id, kind.name(), kind.is_proxy_fault(), domain, refusal)
     }
 
     fn report(
@@ -658,25 +912,48 @@ impl Store {
         id: &str,
         outcome: &str,
         fault: bool,
-        ban: Option<(&str, u64)>,
+        domain: &str,
+        refusal: Option<&FailureInfo<'_>>,
     ) -> Result<Reported, String> {
         self.migrate(s)?;
-        let (domain, ban_ms) = ban.unwrap_or(("", 0));
         let (list, key) = (s.list_key(), s.proxy_key(id));
         let (site, sites) = (s.site_key(domain), s.sites_key());
+        let (level, strike) = (s.level_key(domain), s.strike_key(domain));
+        let (learn, pace) = (
+            s.learn_key(domain),
+            format!("{}{id}", s.pace_key_prefix(domain)),
+        );
+        let too_many = refusal.is_some_and(|r| r.http_status == Some(429));
+        let retry_after = refusal
+            .and_then(|r| r.retry_after_ms)
+            .map_or(String::new(), |r| r.min(MAX_BAN_MS).to_string());
+        let url = refusal.map_or("", |r| r.url);
+        let factor = jitter_factor(s.site_ban_jitter);
         let r: i64 = self.run(s, |c| {
             REPORT
                 .key(&list)
                 .key(&key)
                 .key(&site)
                 .key(&sites)
+                .key(&level)
+                .key(&strike)
+                .key(&learn)
+                .key(&pace)
                 .arg(id)
                 .arg(outcome)
                 .arg(if fault { "1" } else { "0" })
                 .arg(s.failure_threshold)
                 .arg(s.cooldown_ms)
-                .arg(ban_ms)
+                .arg(if refusal.is_some() { "1" } else { "0" })
                 .arg(domain)
+                .arg(s.site_ban_base_ms)
+                .arg(s.site_ban_cap_ms)
+                .arg(format!("{factor:.6}"))
+                .arg(&retry_after)
+                .arg(url)
+                .arg(if too_many { "1" } else { "0" })
+                .arg(s.rate_for(domain).map_or(0, |r| r.n))
+                .arg(s.window_for(domain))
                 .invoke(c)
         })?;
         Ok(match r {
@@ -797,18 +1074,56 @@ fn meta(region: &str, tags: &str, tier: &str) -> ProxyMeta {
     }
 }
 
-/// Why the proxies `want` admits are all out.
-#[allow(clippy::too_many_arguments)]
-fn no_proxy(
-    s: &Settings,
-    want: &Wanted,
-    domain: &str,
-    n: i64,
+/// The longest `Retry-After` honoured: 30 days.
+const MAX_BAN_MS: u64 = 30 * 24 * 3_600_000;
+
+/// What a failure report tells besides the kind.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailureInfo<'a> {
+    /// The URL of the attempt; empty if unknown (then each refusal counts
+    /// as a URL of its own).
+    pub url: &'a str,
+    /// The site's `Retry-After`, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+    /// The HTTP status: a 429 halves the pair's budget (learned rates).
+    pub http_status: Option<u16>,
+}
+
+/// A factor in [1, 1 + `jitter`), random per call.
+fn jitter_factor(jitter: f64) -> f64 {
+    if jitter <= 0.0 {
+        return 1.0;
+    }
+    // A fresh RandomState has fresh keys (from the OS, then counted up).
+    let bits = RandomState::new().hash_one(0u8) >> 11;
+    1.0 + jitter * (bits as f64 / (1u64 << 53) as f64)
+}
+
+/// Why the admitted proxies are all out: how many of them are disabled,
+/// banned for the site, at budget there (the last two counting usable
+/// proxies only), and when the first is usable again (-1: never).
+#[derive(Clone, Copy)]
+struct Out {
+    admitted: i64,
     disabled: i64,
-    soonest: i64,
     banned: i64,
-    soonest_ban: i64,
-) -> NoProxy {
+    paced: i64,
+    /// A learned budget below the configured one (or without one) is why
+    /// some are at budget.
+    lower: bool,
+    retry_at: i64,
+}
+
+/// Why the proxies `want` admits are all out.
+fn no_proxy(s: &Settings, want: &Wanted, domain: &str, rate: Option<Rate>, out: &Out) -> NoProxy {
+    let Out {
+        admitted: n,
+        disabled,
+        banned,
+        paced,
+        lower,
+        retry_at,
+    } = *out;
     let wish = want.describe();
     let which = if wish.is_empty() {
         String::new()
@@ -816,8 +1131,34 @@ fn no_proxy(
         format!(" {wish}")
     };
     let pool = &s.pool;
-    let message = if banned > 0 {
-        format!("all {banned} usable proxies{which} of pool `{pool}` are banned for {domain}")
+    let budget = || match rate {
+        Some(r) if lower => format!(
+            "{} per {}, or less as learned from 429s",
+            r.n,
+            r.window_text()
+        ),
+        Some(r) => format!("{} per {}", r.n, r.window_text()),
+        None => {
+            let w = Rate {
+                n: 1,
+                window_ms: s.learn_window_ms,
+            };
+            format!("learned from 429s, per {}", w.window_text())
+        }
+    };
+    let usable = banned + paced;
+    let message = if banned > 0 && paced == 0 {
+        format!("all {usable} usable proxies{which} of pool `{pool}` are banned for {domain}")
+    } else if paced > 0 && banned == 0 {
+        format!(
+            "all {usable} usable proxies{which} of pool `{pool}` are at their rate budget for {domain} ({})",
+            budget()
+        )
+    } else if usable > 0 {
+        format!(
+            "all {usable} usable proxies{which} of pool `{pool}` are banned for {domain} ({banned}) or at their rate budget there ({paced}; {})",
+            budget()
+        )
     } else if disabled == n {
         format!("all {n} proxies{which} of pool `{pool}` are disabled")
     } else if disabled == 0 {
@@ -828,13 +1169,10 @@ fn no_proxy(
     } else {
         format!(
             "all {n} proxies{which} of pool `{pool}` are out: {disabled} disabled, {} cooling down",
-            n - banned - disabled
+            n - disabled
         )
     };
-    let retry_at_ms = [soonest, soonest_ban]
-        .into_iter()
-        .filter_map(|t| u64::try_from(t).ok())
-        .min();
+    let retry_at_ms = u64::try_from(retry_at).ok();
     NoProxy {
         message,
         retry_at_ms,
