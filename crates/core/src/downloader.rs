@@ -659,6 +659,9 @@ impl Downloader {
                             choice.url,
                             if kind == FailureKind::GeoRestricted {
                                 format!(" ({})", describe_want(&request.want))
+                            } else if request.attempt == n + 1 {
+                                // The counter did not move: a free failure.
+                                " (this one uses up no attempt)".to_string()
                             } else {
                                 String::new()
                             }

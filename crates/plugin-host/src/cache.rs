@@ -99,7 +99,7 @@ impl CompileCache {
 /// A compile that takes longer than this is announced (at the default log
 /// level), then reported every [`STILL_EVERY`]: a 40 MB Python component
 /// takes 5-20 s, which silence makes look like a hang.
-const ANNOUNCE_AFTER: Duration = Duration::from_secs(1);
+const ANNOUNCE_AFTER: Duration = Duration::from_secs(2);
 const STILL_EVERY: Duration = Duration::from_secs(5);
 
 /// `Component::new`, with word to the user when it is slow.
