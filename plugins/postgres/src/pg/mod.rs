@@ -841,6 +841,15 @@ mod tests {
     }
 
     #[test]
+    fn text_arrays_quote_every_element() {
+        assert_eq!(text_array([]), "{}");
+        assert_eq!(
+            text_array([Some("DE"), None, Some(r#"a"b\c,{}"#)]),
+            r#"{"DE",NULL,"a\"b\\c,{}"}"#
+        );
+    }
+
+    #[test]
     fn params_are_text_or_null() {
         let none: Option<&str> = None;
         let ps: [&dyn ToParam; 5] = [&"a", &7i64, &true, &none, &Some(2u32)];
