@@ -22,6 +22,7 @@ mod hostile;
 mod layers;
 mod pacing;
 mod plugins;
+mod postgres;
 mod redis;
 mod routing;
 mod runners;
