@@ -76,11 +76,12 @@ use serde::{Deserialize, Serialize};
 /// Failure kinds, proxy states, stats rows and no-proxy answers: the
 /// contract's own (through the SDK).
 pub use ytdlp_plugin_sdk::FailureKind as Kind;
+pub use ytdlp_plugin_sdk::Rate;
 use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
 pub use ytdlp_plugin_sdk::{
     NoProxy, PluginError, Proxy, ProxyEntry, ProxyMeta, ProxyState, ProxyStats as Stat, Request,
 };
-use ytdlp_plugin_sdk::{flag, is_host_key, num, parse_entry};
+use ytdlp_plugin_sdk::{flag, is_host_key, num, parse_entry, parse_site_rate, window_text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
@@ -167,57 +168,6 @@ impl Default for Settings {
             sticky_max: 10_000,
             prior: (2.0, 0.25),
         }
-    }
-}
-
-/// A budget: at most `n` handouts in any sliding window of `window_ms`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub n: u32,
-    pub window_ms: u64,
-}
-
-impl Rate {
-    /// `N/WINDOW`, WINDOW a whole number of `s`, `m` or `h`, the number
-    /// optional (`6/10s`, `300/h`, `1/90s`).
-    fn parse(s: &str) -> Option<Rate> {
-        let (n, window) = s.split_once('/')?;
-        let n: u32 = n
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n| (1..=1_000_000).contains(&n))?;
-        let window = window.trim();
-        let unit_at = window.find(|c: char| !c.is_ascii_digit())?;
-        let (count, unit) = window.split_at(unit_at);
-        let count: u64 = if count.is_empty() {
-            1
-        } else {
-            count.parse().ok()?
-        };
-        let unit_ms = match unit {
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return None,
-        };
-        let window_ms = count.checked_mul(unit_ms)?;
-        (1..=MAX_WINDOW_MS)
-            .contains(&window_ms)
-            .then_some(Rate { n, window_ms })
-    }
-}
-
-/// A window as people write it: `10 s`, `1 min`, `2 h`.
-fn window_text(ms: u64) -> String {
-    if ms.is_multiple_of(3_600_000) {
-        format!("{} h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) {
-        format!("{} min", ms / 60_000)
-    } else if ms.is_multiple_of(1_000) {
-        format!("{} s", ms / 1_000)
-    } else {
-        format!("{ms} ms")
     }
 }
 
@@ -830,19 +780,7 @@ impl Init {
                         })?
                 }
                 "site_rate" => {
-                    let (domain, rate) = v
-                        .split_once('=')
-                        .map(|(d, r)| (d.trim().to_ascii_lowercase(), Rate::parse(r)))
-                        .filter(|(d, _)| !d.is_empty() && !d.contains(['/', ' ']))
-                        .and_then(|(d, r)| Some((d, r?)))
-                        .ok_or_else(|| {
-                            PluginError::invalid(
-                                key,
-                                format!(
-                                    "`{v}` is not DOMAIN=N/WINDOW (N from 1 to 1000000, WINDOW like 10s, 90s, 1m, h: at most 30 days)"
-                                ),
-                            )
-                        })?;
+                    let (domain, rate) = parse_site_rate(key, v, &[])?;
                     s.site_rates.insert(domain.into(), rate);
                 }
                 "learn_window_ms" => s.learn_window_ms = num(key, v, 1, MAX_WINDOW_MS)?,

@@ -40,58 +40,7 @@ impl Strategy {
     }
 }
 
-/// A pacing budget: a (proxy, site) pair is handed out at most `n` times
-/// in any sliding window of `window_ms`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub n: u32,
-    pub window_ms: u64,
-}
-
-impl Rate {
-    /// `N/WINDOW`, WINDOW a whole number of `s`, `m` or `h`, the number
-    /// optional (`6/10s`, `300/h`, `1/90s`): the memory plugin's syntax.
-    pub fn parse(s: &str) -> Option<Rate> {
-        let (n, window) = s.split_once('/')?;
-        let n: u32 = n
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n| (1..=1_000_000).contains(&n))?;
-        let window = window.trim();
-        let unit_at = window.find(|c: char| !c.is_ascii_digit())?;
-        let (count, unit) = window.split_at(unit_at);
-        let count: u64 = if count.is_empty() {
-            1
-        } else {
-            count.parse().ok()?
-        };
-        let unit_ms = match unit {
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return None,
-        };
-        let window_ms = count.checked_mul(unit_ms)?;
-        (1..=MAX_WINDOW_MS)
-            .contains(&window_ms)
-            .then_some(Rate { n, window_ms })
-    }
-
-    /// The window as people write it: `10 s`, `1 min`, `2 h`.
-    pub fn window_text(self) -> String {
-        let ms = self.window_ms;
-        if ms.is_multiple_of(3_600_000) {
-            format!("{} h", ms / 3_600_000)
-        } else if ms.is_multiple_of(60_000) {
-            format!("{} min", ms / 60_000)
-        } else if ms.is_multiple_of(1_000) {
-            format!("{} s", ms / 1_000)
-        } else {
-            format!("{ms} ms")
-        }
-    }
-}
+pub use ytdlp_plugin_sdk::Rate;
 
 /// Every option, with its value in force.
 #[derive(Clone, Debug, PartialEq)]
@@ -427,20 +376,10 @@ pub fn display_redis_url(url: &str) -> String {
     }
 }
 
-/// `DOMAIN=N/WINDOW`, the domain in lower case.
+/// `DOMAIN=N/WINDOW`, the domain in lower case; no `{` or `}` (the domain
+/// goes inside keys that carry the pool as a hash tag).
 fn parse_site_rate(v: &str) -> Result<(String, Rate), PluginError> {
-    v.split_once('=')
-        .map(|(d, r)| (d.trim().to_ascii_lowercase(), Rate::parse(r)))
-        .filter(|(d, _)| !d.is_empty() && !d.contains(['/', ' ', '{', '}']))
-        .and_then(|(d, r)| Some((d, r?)))
-        .ok_or_else(|| {
-            PluginError::invalid(
-                "site_rate",
-                format!(
-                    "`{v}` is not DOMAIN=N/WINDOW (N from 1 to 1000000, WINDOW like 10s, 90s, 1m, h: at most 30 days)"
-                ),
-            )
-        })
+    ytdlp_plugin_sdk::parse_site_rate("site_rate", v, &['{', '}'])
 }
 
 fn check_pool(pool: &str) -> Result<String, PluginError> {

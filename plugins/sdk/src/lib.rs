@@ -75,9 +75,11 @@
 
 mod info;
 mod proxy;
+mod rate;
 
 pub use info::{OptionInfo, OptionScope, PluginInfo};
 pub use proxy::{Failure, Proxy, ProxyStats};
+pub use rate::{Rate, parse_site_rate, window_text};
 // The contract's model, written once in `ytdlp-contract` and shared with
 // the host: requests, failure kinds and details, proxy metadata and states,
 // typed refusals, options and their parsing helpers, limits, proxy lists.
