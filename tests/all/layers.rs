@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ytdlp-contract", 0),
     ("ytdlp-host-config", 1),
     ("ytdlp-host-text", 1),
+    ("ytdlp-host-store", 1),
     ("ytdlp-host-plugin-host", 2),
     ("ytdlp-host-ytdlp", 2),
     ("ytdlp-host-core", 3),

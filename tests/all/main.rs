@@ -30,5 +30,6 @@ mod service;
 mod service_attacks;
 mod service_schemathesis;
 mod service_state;
+mod store;
 mod vendor_api;
 mod yt_dlp_options;

@@ -101,17 +101,40 @@ fn round_trip(c: &mut Criterion) {
     opts.push(("state_dir".to_string(), "/state".to_string()));
     let plugin = loader.load_bundled().unwrap();
     let mut persisted = rt.block_on(Backend::start(plugin, pc, opts)).unwrap();
-    group.bench_function("wasm plugin, typed context, persist_health", |b| {
-        b.iter(|| {
-            drive(&rt, sync_calls, async {
-                let p = persisted.get_proxy(black_box(&req), &none).await.unwrap();
-                persisted
-                    .report_success(&p, &req, &ok, &none)
-                    .await
-                    .unwrap();
+    group.bench_function(
+        "wasm plugin, typed context, persist_health (journal)",
+        |b| {
+            b.iter(|| {
+                drive(&rt, sync_calls, async {
+                    let p = persisted.get_proxy(black_box(&req), &none).await.unwrap();
+                    persisted
+                        .report_success(&p, &req, &ok, &none)
+                        .await
+                        .unwrap();
+                })
             })
-        })
-    });
+        },
+    );
+    // persist_health as the CLI does it since issue 16: every proxy a
+    // record in the host's SQLite store, written by compare-and-swap.
+    let mut pc = PluginConfig::default();
+    pc.host.keyvalue.push("health".to_string());
+    pc.host.store.path = Some(state.path().join("store.sqlite3"));
+    let mut opts = proxies();
+    opts.push(("keyvalue".to_string(), "health".to_string()));
+    let plugin = loader.load_bundled().unwrap();
+    let mut stored = rt.block_on(Backend::start(plugin, pc, opts)).unwrap();
+    group.bench_function(
+        "wasm plugin, typed context, persist_health (SQLite store)",
+        |b| {
+            b.iter(|| {
+                drive(&rt, sync_calls, async {
+                    let p = stored.get_proxy(black_box(&req), &none).await.unwrap();
+                    stored.report_success(&p, &req, &ok, &none).await.unwrap();
+                })
+            })
+        },
+    );
     // The smallest guest (the options-echo fixture hands out one fixed
     // proxy and ignores reports): what the boundary and the host's checks
     // cost without the bundled plugin's own work.

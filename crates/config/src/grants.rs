@@ -24,6 +24,10 @@ pub struct Grants {
     /// Environment variables passed through by name.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Key-value buckets (`wit/keyvalue-0.1.wit`) the plugin may open, by
+    /// name; each is the plugin's own.
+    #[serde(default)]
+    pub keyvalue: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -121,6 +125,11 @@ impl Grants {
                 bail!("env: `{name}` is not a variable name");
             }
         }
+        for name in &self.keyvalue {
+            if !valid_bucket(name) {
+                bail!("keyvalue: `{name}` is not a bucket name (1-64 of a-z, 0-9, - and _)");
+            }
+        }
         for dir in &self.dirs {
             if !dir.guest.starts_with('/') {
                 bail!("dirs: guest path `{}` must be absolute", dir.guest);
@@ -131,6 +140,14 @@ impl Grants {
         }
         Ok(())
     }
+}
+
+/// A key-value bucket's name as a grant may give it.
+pub fn valid_bucket(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

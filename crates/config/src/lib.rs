@@ -21,7 +21,7 @@ use ytdlp_contract::{ProxyMeta, parse_region, parse_tag, proxy_url};
 mod grants;
 mod serve;
 
-pub use grants::{DirGrant, Grants, HttpOrigin, TcpGrant};
+pub use grants::{DirGrant, Grants, HttpOrigin, TcpGrant, valid_bucket};
 pub use serve::{KeepFinished, OptionArity, ServeConfig};
 
 /// Name of the bundled plugin.
@@ -97,6 +97,42 @@ pub struct Config {
     /// `ytdlp-host serve`'s settings (`[serve]`).
     #[serde(default)]
     pub serve: ServeConfig,
+    /// Where durable state lives (`[store]`): plugins' key-value buckets.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The durable store's engine: a SQLite file (the default,
+/// `$XDG_STATE_HOME/ytdlp-host/store.sqlite3`) or Redis (`url`), never
+/// both.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite file.
+    pub path: Option<PathBuf>,
+    /// `redis://[user:password@]host:port[/db]`: share state between
+    /// machines.
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> Result<()> {
+        match (&self.path, &self.url) {
+            (Some(_), Some(_)) => {
+                bail!("store: give `path` (SQLite) or `url` (Redis), not both")
+            }
+            (Some(p), None) if p.as_os_str().is_empty() => bail!("store.path is empty"),
+            (None, Some(u)) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+                bail!("store.url must start with redis:// or rediss://")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The SQLite file used when neither is given.
+    pub fn default_path() -> PathBuf {
+        state_dir().join("store.sqlite3")
+    }
 }
 
 /// Like Envoy's fail-open / fail-closed.
@@ -206,6 +242,10 @@ pub struct PluginConfig {
 pub struct HostGrants {
     pub dirs: Vec<DirGrant>,
     pub protected: Vec<PathBuf>,
+    /// Key-value buckets the host grants (the bundled plugin's `health`).
+    pub keyvalue: Vec<String>,
+    /// The store those and the user's `keyvalue` grants open.
+    pub store: StoreConfig,
 }
 
 /// An option value: TOML scalars become strings, arrays repeat the key.
@@ -471,6 +511,7 @@ impl Config {
         if let Some(name) = &self.backend {
             validate_plugin_name(name).context("backend")?;
         }
+        self.store.validate()?;
         for (name, plugin) in &self.plugins {
             validate_plugin_name(name).with_context(|| format!("plugins.{name}"))?;
             let l = &plugin.limits;

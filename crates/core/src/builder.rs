@@ -468,6 +468,9 @@ impl HostBuilder {
                 opts.push(("proxy".to_string(), e.to_line()));
             }
             if self.persist_health() {
+                // Health in the store, shared by every process using it; the
+                // directory only for moving an older build's files in.
+                opts.push(("keyvalue".to_string(), BUNDLED_HEALTH_BUCKET.to_string()));
                 opts.push(("state_dir".to_string(), BUNDLED_STATE_GUEST.to_string()));
                 if self.read_only {
                     opts.push(("read_only".to_string(), "true".to_string()));
@@ -489,7 +492,9 @@ impl HostBuilder {
             self.plugin_dir_path(),
             config::state_dir(),
         ];
+        pc.host.store = self.config.store.clone();
         if backend == BUNDLED_BACKEND && self.persist_health() {
+            pc.host.keyvalue.push(BUNDLED_HEALTH_BUCKET.to_string());
             let dir = config::bundled_state_dir();
             std::fs::create_dir_all(&dir).map_err(|e| {
                 BuildError::Load(anyhow::anyhow!(
@@ -686,6 +691,9 @@ fn register_userinfo(value: &str) {
         }
     }
 }
+
+/// The key-value bucket the bundled plugin keeps proxy health in.
+const BUNDLED_HEALTH_BUCKET: &str = "health";
 
 /// The plugin file a backend name refers to in `dir` (for hot reload).
 pub fn plugin_file(dir: &Path, backend: &str) -> PathBuf {

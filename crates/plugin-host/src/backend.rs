@@ -1264,7 +1264,9 @@ fn panic_message(stderr: &str) -> Option<String> {
 /// the backend unavailable, naming it.
 async fn resolve_policy(plugin: &str, config: &PluginConfig) -> Result<Policy, BackendError> {
     let (grants, host) = (config.grants.clone(), config.host.clone());
-    let resolved = tokio::task::spawn_blocking(move || Policy::resolve(&grants, &host)).await;
+    let name = plugin.to_string();
+    let resolved =
+        tokio::task::spawn_blocking(move || Policy::resolve(&name, &grants, &host)).await;
     let unavailable = |message: String| BackendError::Unavailable {
         plugin: plugin.to_string(),
         message,

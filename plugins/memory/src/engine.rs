@@ -706,7 +706,13 @@ pub const OPTIONS: &[(&str, &str, bool, bool)] = &[
     ("seed", "seed of the random choices (tests)", false, false),
     (
         "state_dir",
-        "where health is kept across runs (set by the host)",
+        "where older builds kept health (set by the host; read once to move it into the store)",
+        false,
+        false,
+    ),
+    (
+        "keyvalue",
+        "the granted key-value bucket health is kept in, shared by every host process using the store (set by the host)",
         false,
         false,
     ),
@@ -726,6 +732,9 @@ pub struct Init {
     pub proxies: Vec<(ProxyEntry, u32)>,
     pub seed: Option<u64>,
     pub state_dir: Option<String>,
+    /// The key-value bucket health lives in (`None`: the state directory,
+    /// or nowhere).
+    pub keyvalue: Option<String>,
     /// Read the saved state, never write it (`proxies stats`, `proxies get`).
     pub read_only: bool,
 }
@@ -786,6 +795,7 @@ impl Init {
                 "learn_window_ms" => s.learn_window_ms = num(key, v, 1, MAX_WINDOW_MS)?,
                 "seed" => init.seed = Some(num(key, v, 0, u64::MAX)?),
                 "state_dir" => init.state_dir = Some(v.to_string()),
+                "keyvalue" => init.keyvalue = Some(v.to_string()),
                 "read_only" => init.read_only = flag(key, v)?,
                 other if is_host_key(other) => {}
                 other => return Err(PluginError::unknown_option(other)),

@@ -6,6 +6,7 @@
 //! plugin.
 
 pub mod engine;
+pub mod shared;
 pub mod state;
 
 #[cfg(target_family = "wasm")]
@@ -44,6 +45,7 @@ mod tests {
             "jitter" => "none",
             "recovery" | "read_only" => "true",
             "state_dir" => "/state",
+            "keyvalue" => "health",
             "site_ban_jitter" => "0.5",
             "site_rate" => "youtube.com=300/h",
             _ => "5",

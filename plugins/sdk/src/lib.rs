@@ -74,6 +74,7 @@
 //!   [`export_backend!`].
 
 mod info;
+pub mod kv;
 mod proxy;
 mod rate;
 

@@ -9,6 +9,7 @@
 //! clean "denied" error inside instead of a link failure.
 
 pub mod http;
+pub mod keyvalue;
 pub mod limits;
 pub mod log;
 pub mod lookup;
@@ -53,6 +54,7 @@ pub fn linker(engine: &Engine) -> Result<Linker<PluginState>> {
     .context("cannot link the filtered name lookup into the plugin linker")?;
     linker.allow_shadowing(false);
     add_contract_types(&mut linker)?;
+    keyvalue::add_to_linker(&mut linker).context("cannot link the key-value store")?;
     Ok(linker)
 }
 
@@ -66,6 +68,7 @@ pub fn sync_linker(engine: &Engine) -> Result<Linker<PluginState>> {
         .map_err(anyhow::Error::from)
         .context("cannot link WASI into the sync plugin linker")?;
     add_contract_types(&mut linker)?;
+    keyvalue::add_to_linker(&mut linker).context("cannot link the key-value store")?;
     Ok(linker)
 }
 
@@ -98,6 +101,8 @@ pub struct PluginState {
     pub(crate) stderr: GuestLog,
     /// Host names the plugin may look up (those its TCP grants name).
     lookup_names: Vec<String>,
+    /// The key-value buckets granted (`None`: none).
+    kv: Option<keyvalue::KvGrant>,
 }
 
 impl bindings::v01::ytdlp::proxy::types::Host for PluginState {}
@@ -165,6 +170,7 @@ impl PluginState {
             limiter: limits::PluginLimiter::new(limits),
             stderr,
             lookup_names: policy.tcp.names.clone(),
+            kv: policy.keyvalue.clone(),
         })
     }
 }

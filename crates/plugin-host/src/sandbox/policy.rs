@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use ytdlp_host_config::{DirGrant, Grants, HostGrants};
 
 use super::http::HttpPolicy;
+use super::keyvalue::{self, KvGrant};
 use super::tcp::TcpPolicy;
 
 /// What one plugin may reach, ready for each of its instances.
@@ -17,12 +18,14 @@ pub struct Policy {
     pub(crate) tcp: TcpPolicy,
     pub(crate) http: HttpPolicy,
     pub(crate) env: Vec<String>,
+    pub(crate) keyvalue: Option<KvGrant>,
 }
 
 impl Policy {
-    /// Checks and resolves `grants` (and adds the host's own). Blocking
+    /// Checks and resolves `plugin`'s `grants` (and adds the host's own);
+    /// opens the store if a key-value bucket is granted. Blocking
     /// (filesystem, DNS): call it on a blocking thread.
-    pub fn resolve(grants: &Grants, host: &HostGrants) -> Result<Policy> {
+    pub fn resolve(plugin: &str, grants: &Grants, host: &HostGrants) -> Result<Policy> {
         grants.validate()?;
         let protected: Vec<PathBuf> = host.protected.iter().map(|p| absolute(p)).collect();
         for dir in &grants.dirs {
@@ -48,6 +51,7 @@ impl Policy {
             tcp: TcpPolicy::resolve(&grants.tcp)?,
             http: HttpPolicy::parse(&grants.http)?,
             env: grants.env.clone(),
+            keyvalue: keyvalue::grant(plugin, grants, host)?,
         })
     }
 }
@@ -98,14 +102,16 @@ mod tests {
             root.join("link"),
             root.join("cache"),
         ] {
-            let e = Policy::resolve(&dir(&bad), &host).unwrap_err().to_string();
+            let e = Policy::resolve("p", &dir(&bad), &host)
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("overlaps") && e.contains("keeps to itself"),
                 "{}: {e}",
                 bad.display()
             );
         }
-        assert!(Policy::resolve(&dir(&data), &host).is_ok());
+        assert!(Policy::resolve("p", &dir(&data), &host).is_ok());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
