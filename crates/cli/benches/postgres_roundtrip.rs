@@ -26,6 +26,7 @@ use ytdlp_plugin_postgres::store::Store;
 #[path = "../../../plugins/postgres/tests/support/mod.rs"]
 mod pg;
 mod support;
+use support::runtime;
 
 const PROXIES: u16 = 10;
 const BIG: i64 = 100_000;
@@ -55,13 +56,6 @@ fn plugin_config(port: u16) -> PluginConfig {
         },
         ..PluginConfig::default()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn entries() -> Vec<ytdlp_contract::proxy_list::ProxyEntry> {

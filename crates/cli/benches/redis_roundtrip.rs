@@ -24,6 +24,7 @@ use ytdlp_plugin_redis::settings::Settings;
 use ytdlp_plugin_redis::store::Store;
 
 mod support;
+use support::runtime;
 
 const PROXIES: u16 = 10;
 
@@ -45,13 +46,6 @@ fn plugin_config(port: u16) -> PluginConfig {
         },
         ..PluginConfig::default()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// One host's plugin instance, seeded with the pool.

@@ -39,3 +39,11 @@ pub fn per_second<S>(
         .fold(0.0, f64::max);
     total as f64 / secs
 }
+
+/// A runtime per host thread (a plugin's calls are awaited one at a time).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
