@@ -9,6 +9,7 @@
 //! (the README's test command, which `.ci/run` runs) runs them all.
 
 mod batch;
+mod chain;
 mod classify;
 mod common;
 mod conformance;

@@ -6,8 +6,22 @@ use crate::common::{Env, attempts, harness};
 use harness::{MediaServer, plugins, require, tinyproxy};
 
 // (It allows its own dead code: not every helper is used here.)
+// (tests/all/chain.rs borrows it too.)
 #[path = "../../plugins/postgres/tests/support/mod.rs"]
-mod pg;
+pub(crate) mod pg;
+
+/// The plugin's config tables for `server`: its URL, the grant to reach
+/// it.
+pub(crate) fn plugin_tables(server: &pg::PgServer) -> String {
+    format!(
+        "[plugins.postgres.options]\n\
+         url = \"{}\"\n\
+         [plugins.postgres.grants]\n\
+         tcp = [\"127.0.0.1:{}\"]\n",
+        server.url(),
+        server.port
+    )
+}
 
 #[test]
 #[ignore = "needs PostgreSQL 15, yt-dlp and tinyproxy (bash .ci/run installs them)"]
@@ -21,13 +35,8 @@ fn downloads_through_tinyproxy_with_the_pool_in_postgres_and_fails_closed_withou
     let env = Env::new();
     env.install_plugin(plugins::POSTGRES, "postgres");
     let config = env.write_config(&format!(
-        "backend = \"postgres\"\n\
-         [plugins.postgres.options]\n\
-         url = \"{}\"\n\
-         [plugins.postgres.grants]\n\
-         tcp = [\"127.0.0.1:{}\"]\n",
-        server.url(),
-        server.port
+        "backend = \"postgres\"\n{}",
+        plugin_tables(&server)
     ));
     let cfg = config.to_str().unwrap();
     // The pool is created on first use and filled through `admin`.

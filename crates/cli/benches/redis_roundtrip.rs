@@ -23,6 +23,9 @@ use ytdlp_host_tests::{plugins, redis};
 use ytdlp_plugin_redis::settings::Settings;
 use ytdlp_plugin_redis::store::Store;
 
+mod support;
+use support::runtime;
+
 const PROXIES: u16 = 10;
 
 fn options(port: u16) -> Vec<(String, String)> {
@@ -43,13 +46,6 @@ fn plugin_config(port: u16) -> PluginConfig {
         },
         ..PluginConfig::default()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// One host's plugin instance, seeded with the pool.
@@ -111,32 +107,16 @@ fn latency(c: &mut Criterion, plugin: &Plugin, port: u16) {
 
 /// Round trips per second with `hosts` threads, each its own host.
 fn threads(plugin: &Plugin, port: u16, hosts: usize, for_how_long: Duration) -> f64 {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(hosts));
-    let workers: Vec<_> = (0..hosts)
-        .map(|_| {
-            let (plugin, barrier) = (plugin.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let rt = runtime();
-                let mut backend = start(&rt, &plugin, port);
-                let opts = options(port);
-                barrier.wait();
-                let started = Instant::now();
-                let mut n = 0u64;
-                while started.elapsed() < for_how_long {
-                    round_trip(&rt, &mut backend, &opts);
-                    n += 1;
-                }
-                (n, started.elapsed())
-            })
-        })
-        .collect();
-    let results: Vec<(u64, Duration)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    let total: u64 = results.iter().map(|r| r.0).sum();
-    let secs = results
-        .iter()
-        .map(|r| r.1.as_secs_f64())
-        .fold(0.0, f64::max);
-    total as f64 / secs
+    support::per_second(
+        hosts,
+        for_how_long,
+        || {
+            let rt = runtime();
+            let backend = start(&rt, plugin, port);
+            (rt, backend, options(port))
+        },
+        |(rt, backend, opts)| round_trip(rt, backend, opts),
+    )
 }
 
 /// Reports per second with `hosts` real host processes side by side, each

@@ -47,8 +47,9 @@ pub const MAX_GRACE_SECS: u64 = 24 * 3600;
 pub struct Config {
     /// Directory scanned for `*.wasm` plugins.
     pub plugin_dir: Option<PathBuf>,
-    /// The backend plugin to use (file stem in `plugin_dir`, or `memory`).
-    pub backend: Option<String>,
+    /// The backend plugin to use (file stem in `plugin_dir`, or `memory`),
+    /// or several, asked in order (`["postgres", "memory"]`).
+    pub backend: Option<OneOrMany>,
     /// yt-dlp executable.
     pub yt_dlp: Option<PathBuf>,
     /// Proxies for the bundled `memory` backend, each `URL` or
@@ -508,8 +509,8 @@ impl Config {
             1,
             MAX_WORKER_RSS_MIB,
         )?;
-        if let Some(name) = &self.backend {
-            validate_plugin_name(name).context("backend")?;
+        if let Some(names) = &self.backend {
+            validate_backends(&names.to_vec()).context("backend")?;
         }
         self.store.validate()?;
         for (name, plugin) in &self.plugins {
@@ -539,6 +540,14 @@ impl Config {
         Ok(())
     }
 
+    /// The backends, in the order they are asked (default: `memory`).
+    pub fn backends(&self) -> Vec<String> {
+        self.backend
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_else(|| vec![BUNDLED_BACKEND.to_string()])
+    }
+
     pub fn plugin(&self, name: &str) -> PluginConfig {
         self.plugins.get(name).cloned().unwrap_or_default()
     }
@@ -552,6 +561,22 @@ pub fn validate_plugin_name(name: &str) -> Result<()> {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
         bail!("`{name}` is not a plugin name (letters, digits, `-`, `_`, `.`)");
+    }
+    Ok(())
+}
+
+/// A list of backends: at least one, each a plugin name, none twice (the
+/// second would be asked the same question again, and its reports could
+/// not be told apart).
+pub fn validate_backends(names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        bail!("the list is empty (name one backend or more, e.g. [\"memory\"])");
+    }
+    for (i, name) in names.iter().enumerate() {
+        validate_plugin_name(name)?;
+        if names[..i].contains(name) {
+            bail!("`{name}` is listed twice");
+        }
     }
     Ok(())
 }
@@ -647,6 +672,18 @@ mod tests {
     }
 
     #[test]
+    fn backend_is_one_name_or_a_list_in_order() {
+        assert_eq!(Config::default().backends(), ["memory"]);
+        let one = Config::from_toml("backend = \"redis\"").unwrap();
+        assert_eq!(one.backends(), ["redis"]);
+        let c = Config::from_toml(
+            "backend = [\"postgres\", \"memory\"]\n[plugins.postgres.options]\nurl = \"x\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.backends(), ["postgres", "memory"]);
+    }
+
+    #[test]
     fn proxies_come_as_strings_with_metadata_and_as_tables() {
         let c = Config::from_toml(
             r#"
@@ -716,6 +753,12 @@ mod tests {
             ("max_attempts = 1000", "max_attempts must be from 1 to 100"),
             ("[plugins.m.options]\n\"host.url\" = \"x\"", "reserved"),
             ("backend = \"../evil\"", "plugin name"),
+            ("backend = [\"memory\", \"../evil\"]", "backend: `../evil`"),
+            (
+                "backend = [\"memory\", \"memory\"]",
+                "backend: `memory` is listed twice",
+            ),
+            ("backend = []", "backend: the list is empty"),
         ] {
             let err = format!("{:#}", Config::from_toml(text).unwrap_err());
             assert!(err.contains(needle), "{text}: {err}");

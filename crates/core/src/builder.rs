@@ -1,6 +1,7 @@
 //! The composition root: [`HostBuilder`] turns a config and what a command
 //! line (or a library user) sets over it into a running [`Host`]: the plugin
-//! runtime, the backend plugin (started with its options and grants), yt-dlp
+//! runtime, the backend plugins (each started with its options and grants,
+//! several chained in order), yt-dlp
 //! (found or installed), the runner, the downloader and the queue. The CLI,
 //! `serve` and library users all build through it.
 
@@ -18,6 +19,7 @@ use ytdlp_host_config::{
 use ytdlp_host_plugin_host::{Backend, BackendError, CompileCache, PluginRuntime};
 use ytdlp_host_ytdlp::locate;
 
+use crate::chain::{ChainSource, Link, route_options};
 use crate::downloader::{Downloader, Settings};
 use crate::queue::{Host, Limits};
 use crate::source::{PluginSource, ProxySource};
@@ -65,7 +67,8 @@ pub enum BuildError {
 pub struct HostBuilder {
     config: Config,
     plugin_dir: Option<PathBuf>,
-    backend: Option<String>,
+    /// Empty: the config's.
+    backends: Vec<String>,
     backend_options: Options,
     proxies: Vec<String>,
     proxies_file: Option<PathBuf>,
@@ -103,7 +106,7 @@ impl HostBuilder {
         HostBuilder {
             config: Config::default(),
             plugin_dir: None,
-            backend: None,
+            backends: Vec::new(),
             backend_options: Options::new(),
             proxies: Vec::new(),
             proxies_file: None,
@@ -140,11 +143,18 @@ impl HostBuilder {
 
     /// The backend plugin by name (over the config's; default `memory`).
     pub fn backend(mut self, name: impl Into<String>) -> Self {
-        self.backend = Some(name.into());
+        self.backends = vec![name.into()];
         self
     }
 
-    /// A backend option, merged over the config's (repeatable).
+    /// Several backends, asked in this order (over the config's).
+    pub fn backends(mut self, names: Vec<String>) -> Self {
+        self.backends = names;
+        self
+    }
+
+    /// A backend option, merged over the config's (repeatable). With
+    /// several backends, `NAME.KEY` gives it to backend NAME only.
     pub fn backend_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.backend_options.push((key.into(), value.into()));
         self
@@ -278,13 +288,17 @@ impl HostBuilder {
                 "`{k}`: keys starting with `host.` are reserved for the host"
             )));
         }
+        if !self.backends.is_empty() {
+            config::validate_backends(&self.backends)
+                .map_err(|e| BuildError::Invalid(format!("--backend: {e}")))?;
+        }
         let backend = self.backend_name();
-        if !self.proxies.is_empty() && backend != BUNDLED_BACKEND {
+        if !self.proxies.is_empty() && !self.uses_bundled() {
             return Err(BuildError::Invalid(format!(
-                "--proxy feeds the bundled `{BUNDLED_BACKEND}` backend, but the backend is `{backend}`; give that plugin its proxies through its own options"
+                "--proxy feeds the bundled `{BUNDLED_BACKEND}` backend, but the backend is `{backend}`; give that plugin its proxies through its own options (or add `{BUNDLED_BACKEND}` to the backend list)"
             )));
         }
-        if self.proxies_file.is_some() && backend != BUNDLED_BACKEND {
+        if self.proxies_file.is_some() && !self.uses_bundled() {
             return Err(BuildError::Invalid(format!(
                 "--proxy-file feeds the bundled `{BUNDLED_BACKEND}` backend, but the backend is `{backend}`"
             )));
@@ -412,12 +426,25 @@ impl HostBuilder {
         &self.config
     }
 
-    /// The backend's name: the override, the config's, else `memory`.
-    pub fn backend_name(&self) -> &str {
-        self.backend
-            .as_deref()
-            .or(self.config.backend.as_deref())
-            .unwrap_or(BUNDLED_BACKEND)
+    /// The backends, in the order they are asked: the override, the
+    /// config's, else `memory`.
+    pub fn backend_names(&self) -> Vec<String> {
+        if self.backends.is_empty() {
+            self.config.backends()
+        } else {
+            self.backends.clone()
+        }
+    }
+
+    /// The backend's name, for messages: `postgres+memory` for a chain.
+    pub fn backend_name(&self) -> String {
+        self.backend_names().join("+")
+    }
+
+    /// The bundled backend is one of the backends (it takes `--proxy`,
+    /// `proxies` and the proxies file).
+    fn uses_bundled(&self) -> bool {
+        self.backend_names().iter().any(|n| n == BUNDLED_BACKEND)
     }
 
     /// The plugin directory: the override, the config's, else the XDG one.
@@ -460,9 +487,8 @@ impl HostBuilder {
     /// an option only at init must see the one given on the command line),
     /// plus the proxy list for the bundled backend (one `proxy` option per
     /// proxy, in the list syntax, metadata included).
-    pub fn init_options(&self) -> Result<Options, BuildError> {
-        let backend = self.backend_name();
-        let mut opts = self.call_options();
+    pub fn init_options(&self, backend: &str) -> Result<Options, BuildError> {
+        let mut opts = self.call_options_of(backend);
         if backend == BUNDLED_BACKEND {
             for e in self.proxy_entries()? {
                 opts.push(("proxy".to_string(), e.to_line()));
@@ -480,11 +506,10 @@ impl HostBuilder {
         Ok(opts)
     }
 
-    /// The selected plugin's config; the bundled plugin also gets its
+    /// A backend plugin's config; the bundled plugin also gets its
     /// private state directory, and no plugin a grant into the host's own
     /// directories.
-    pub fn plugin_config(&self) -> Result<PluginConfig, BuildError> {
-        let backend = self.backend_name();
+    pub fn plugin_config(&self, backend: &str) -> Result<PluginConfig, BuildError> {
         let mut pc = self.config.plugin(backend);
         pc.host.protected = vec![
             config::cache_dir(),
@@ -511,42 +536,80 @@ impl HostBuilder {
         Ok(pc)
     }
 
-    /// Options for every call: config options with this run's over them.
+    /// Options for every call of the (first) backend: config options with
+    /// this run's over them.
     pub fn call_options(&self) -> Options {
+        self.call_options_of(&self.backend_names()[0])
+    }
+
+    /// Options for every call of `backend`: its config options with this
+    /// run's (those routed to it, see [`route_options`]) over them.
+    pub fn call_options_of(&self, backend: &str) -> Options {
+        let names = self.backend_names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         config::merge_options(
-            &config::options_from_table(&self.config.plugin(self.backend_name()).options),
-            &self.backend_options,
+            &config::options_from_table(&self.config.plugin(backend).options),
+            &route_options(&self.backend_options, backend, &names),
         )
     }
 
-    /// Loads and starts the backend plugin (instantiated, `init` run). A
+    /// Loads and starts the (first) backend plugin: for the commands that
+    /// address one store (`proxies add`, `proxies report`, ...).
+    pub async fn start_backend(&self) -> Result<Backend, BuildError> {
+        self.start_backend_named(&self.backend_names()[0]).await
+    }
+
+    /// Loads and starts one backend plugin (instantiated, `init` run). A
     /// compile (seconds for a Python plugin) runs on a blocking thread, so
     /// the async runtime (the HTTP API in `serve`) stays responsive.
-    pub async fn start_backend(&self) -> Result<Backend, BuildError> {
+    pub async fn start_backend_named(&self, backend: &str) -> Result<Backend, BuildError> {
         let runtime = self.runtime()?.clone();
-        let (dir, name) = (self.plugin_dir_path(), self.backend_name().to_string());
+        let (dir, name) = (self.plugin_dir_path(), backend.to_string());
         let plugin = tokio::task::spawn_blocking(move || runtime.find(&dir, &name))
             .await
             .map_err(|e| BuildError::Load(anyhow::anyhow!("loading the plugin: {e}")))?
             .map_err(BuildError::Load)?;
-        let pc = self.plugin_config()?;
-        let init = self.init_options()?;
+        let pc = self.plugin_config(backend)?;
+        let init = self.init_options(backend)?;
         Ok(Backend::start(plugin, pc, init).await?)
     }
 
-    /// The backend as a proxy source for downloads: started, in its own
-    /// task, and told when the proxies file changes.
+    /// The backends as one proxy source for downloads: each started, in
+    /// its own task, several chained in order ([`ChainSource`]); the
+    /// bundled one told when the proxies file changes. One that fails to
+    /// start fails the build, naming it: a chain silently short of a
+    /// backend would serve from the wrong pool.
     pub async fn start_source(&self) -> Result<Arc<dyn ProxySource>, BuildError> {
-        let backend = self.start_backend().await?;
-        let source: Arc<dyn ProxySource> = Arc::new(PluginSource::new(backend));
-        if let Some(path) = self.proxies_file_path()
-            && self.backend_name() == BUNDLED_BACKEND
-            && !self.read_only
-        {
-            let current = crate::proxies_file::read(path).unwrap_or_default();
-            crate::proxies_file::watch(path.to_path_buf(), current, Arc::downgrade(&source));
+        let names = self.backend_names();
+        let mut links = Vec::with_capacity(names.len());
+        for name in &names {
+            let backend = self.start_backend_named(name).await?;
+            let source: Arc<dyn ProxySource> = Arc::new(PluginSource::new(backend));
+            if name == BUNDLED_BACKEND
+                && !self.read_only
+                && let Some(path) = self.proxies_file_path()
+            {
+                let current = crate::proxies_file::read(path).unwrap_or_default();
+                crate::proxies_file::watch(path.to_path_buf(), current, Arc::downgrade(&source));
+            }
+            links.push(Link {
+                source,
+                options: config::options_from_table(&self.config.plugin(name).options),
+            });
         }
-        Ok(source)
+        if links.len() == 1 {
+            return Ok(links.remove(0).source);
+        }
+        Ok(Arc::new(ChainSource::new(links)))
+    }
+
+    /// The options the downloader passes its source: one backend's own, or,
+    /// for a chain (which adds each backend's own), this run's.
+    pub fn source_options(&self) -> Options {
+        match self.backend_names().len() {
+            1 => self.call_options(),
+            _ => self.backend_options.clone(),
+        }
     }
 
     /// Any proxy configured (config, `--proxy`) or a backend of the user's
@@ -556,7 +619,7 @@ impl HostBuilder {
             || !self.config.proxy.is_empty()
             || !self.proxies.is_empty()
             || self.proxies_file_path().is_some()
-            || self.backend_name() != BUNDLED_BACKEND
+            || self.backend_names().iter().any(|n| n != BUNDLED_BACKEND)
     }
 
     /// The no-proxy policy, and whether it was chosen explicitly. Unchosen:
@@ -589,10 +652,12 @@ impl HostBuilder {
             match self.start_source().await {
                 Ok(s) => Some(s),
                 // A plugin that crashes or hangs at start goes direct only
-                // under a `direct` chosen explicitly; a missing plugin or
-                // refused options are config errors.
+                // under a `direct` chosen explicitly, and only when it is
+                // the only backend; a missing plugin or refused options are
+                // config errors.
                 Err(BuildError::Backend(e))
                     if e.is_fault()
+                        && self.backend_names().len() == 1
                         && !matches!(e, BackendError::InitRefused { .. })
                         && policy == NoProxyPolicy::Direct
                         && explicit =>
@@ -639,7 +704,7 @@ impl HostBuilder {
         };
         Ok(Downloader::new(
             source,
-            self.call_options(),
+            self.source_options(),
             settings,
             runner,
         ))

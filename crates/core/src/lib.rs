@@ -2,6 +2,7 @@
 //!
 //! - [`downloader`]: one URL from start to end; where a proxy is chosen
 //!   for it, checked, reported on and retried elsewhere;
+//! - [`chain`]: several backends as one source, asked in order;
 //! - [`source`]: the [`ProxySource`] interface the downloader asks, and its
 //!   implementation over a plugin;
 //! - [`preflight`]: the quick check of a proxy before a run;
@@ -15,6 +16,7 @@
 //! tested with scripted fakes (`tests.rs`), without yt-dlp.
 
 pub mod builder;
+pub mod chain;
 pub mod downloader;
 pub mod preflight;
 pub mod proxies_file;
@@ -26,6 +28,7 @@ pub mod tiers;
 mod tests;
 
 pub use builder::{BuildError, HostBuilder};
+pub use chain::{ChainSource, Link};
 pub use downloader::{
     Attempt, AttemptEvent, DownloadRequest, DownloadResult, Downloader, Settings, Status,
     first_request, site_of,

@@ -32,6 +32,10 @@ enum Answer {
     NoProxyFor(Duration),
     /// Never answers (until the call is dropped).
     Hang,
+    /// Its store is down (`backend-unavailable`).
+    Unavailable,
+    /// The plugin trapped.
+    Trap,
 }
 
 /// A proxy source that answers from a script and records every report.
@@ -43,6 +47,12 @@ struct ScriptedSource {
     requests: Mutex<Vec<Request>>,
     /// Set when a hanging call was dropped (cancelled).
     hang_dropped: Arc<AtomicBool>,
+    /// `None`: "scripted".
+    name: Option<&'static str>,
+    /// The options of every call.
+    options: Mutex<Vec<Options>>,
+    /// What get-stats answers (`None`: it keeps none).
+    stats: Option<Vec<StatsRow>>,
 }
 
 impl ScriptedSource {
@@ -51,6 +61,15 @@ impl ScriptedSource {
             answers: Mutex::new(answers.into()),
             ..ScriptedSource::default()
         })
+    }
+
+    /// A named one, for chains.
+    fn named(name: &'static str, answers: Vec<Answer>) -> ScriptedSource {
+        ScriptedSource {
+            answers: Mutex::new(answers.into()),
+            name: Some(name),
+            ..ScriptedSource::default()
+        }
     }
 
     fn reports(&self) -> Vec<(String, Option<FailureKind>)> {
@@ -89,17 +108,19 @@ impl Drop for SetOnDrop {
 
 impl ProxySource for ScriptedSource {
     fn name(&self) -> &str {
-        "scripted"
+        self.name.unwrap_or("scripted")
     }
 
     fn get_proxy<'a>(
         &'a self,
         req: &'a Request,
-        _options: &'a Options,
+        options: &'a Options,
     ) -> BoxFuture<'a, Result<Arc<ProxyChoice>, BackendError>> {
         self.requests.lock().unwrap().push(req.clone());
+        self.options.lock().unwrap().push(options.clone());
         let answer = self.answers.lock().unwrap().pop_front();
         let dropped = self.hang_dropped.clone();
+        let plugin = self.name().to_string();
         Box::pin(async move {
             match answer {
                 Some(Answer::Proxy(url)) => Ok(choice(url, "")),
@@ -108,8 +129,17 @@ impl ProxySource for ScriptedSource {
                     let _guard = SetOnDrop(dropped);
                     std::future::pending().await
                 }
+                Some(Answer::Unavailable) => Err(BackendError::Unavailable {
+                    plugin,
+                    message: "connection refused".into(),
+                }),
+                Some(Answer::Trap) => Err(BackendError::Trap {
+                    plugin,
+                    call: ytdlp_host_plugin_host::Call::GetProxy,
+                    message: "unreachable".into(),
+                }),
                 Some(Answer::NoProxyFor(d)) => Err(BackendError::NoProxy {
-                    plugin: "scripted".into(),
+                    plugin,
                     message: "all proxies are at their rate budget".into(),
                     retry_at_ms: Some(
                         std::time::SystemTime::now()
@@ -120,7 +150,7 @@ impl ProxySource for ScriptedSource {
                     ),
                 }),
                 Some(Answer::NoProxy) | None => Err(BackendError::NoProxy {
-                    plugin: "scripted".into(),
+                    plugin,
                     message: "all proxies are cooling down".into(),
                     retry_at_ms: None,
                 }),
@@ -161,7 +191,8 @@ impl ProxySource for ScriptedSource {
         &'a self,
         _options: &'a Options,
     ) -> BoxFuture<'a, Result<Option<Vec<StatsRow>>, BackendError>> {
-        Box::pin(async { Ok(None) })
+        let stats = self.stats.clone();
+        Box::pin(async { Ok(stats) })
     }
 }
 
@@ -1001,4 +1032,218 @@ async fn a_url_waiting_for_its_site_does_not_hold_back_another() {
     assert_eq!(host.status(&first).unwrap().state, State::Running);
     assert_eq!(host.wait(&first).await.unwrap().state, State::Done);
     assert_eq!(runner.proxies(), [Some(B.into()), Some(A.into())]);
+}
+
+// ---------------------------------------------------------------------------
+// Several backends chained
+
+mod chain {
+    use super::*;
+    use crate::{ChainSource, Link};
+    use ytdlp_contract::ProxyStats;
+
+    fn chain_of(sources: &[&Arc<ScriptedSource>]) -> Arc<ChainSource> {
+        Arc::new(ChainSource::new(
+            sources
+                .iter()
+                .map(|s| Link {
+                    source: (*s).clone(),
+                    options: vec![("own".to_string(), s.name().to_string())],
+                })
+                .collect(),
+        ))
+    }
+
+    fn chained(chain: &Arc<ChainSource>, runner: &Arc<ScriptedRunner>) -> Downloader {
+        Downloader::new(
+            Some(chain.clone()),
+            Options::new(),
+            settings(3, NoProxyPolicy::Fail),
+            runner.clone(),
+        )
+    }
+
+    fn get(chain: &ChainSource) -> Result<Arc<ProxyChoice>, BackendError> {
+        let req = crate::first_request(URL, "id-1", Wanted::default());
+        block_on(chain.get_proxy(&req, &Options::new()))
+    }
+
+    /// Runs a ready future on a throwaway runtime.
+    fn block_on<T>(f: BoxFuture<'_, T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn the_first_backend_that_hands_out_a_proxy_serves_and_the_name_joins_them() {
+        let pg = Arc::new(ScriptedSource::named("postgres", vec![Answer::Proxy(A)]));
+        let mem = Arc::new(ScriptedSource::named("memory", vec![Answer::Proxy(B)]));
+        let chain = chain_of(&[&pg, &mem]);
+        assert_eq!(chain.name(), "postgres+memory");
+        assert_eq!(get(&chain).unwrap().url.expose(), A);
+        assert!(mem.requests().is_empty(), "memory was not asked");
+        // Each backend hears its own options.
+        assert_eq!(
+            pg.options.lock().unwrap()[0],
+            [("own".to_string(), "postgres".to_string())]
+        );
+    }
+
+    #[test]
+    fn unavailable_no_proxy_and_a_trap_pass_the_request_on() {
+        for answer in [Answer::Unavailable, Answer::NoProxy, Answer::Trap] {
+            let pg = Arc::new(ScriptedSource::named("postgres", vec![answer]));
+            let mem = Arc::new(ScriptedSource::named("memory", vec![Answer::Proxy(B)]));
+            let chain = chain_of(&[&pg, &mem]);
+            assert_eq!(get(&chain).unwrap().url.expose(), B);
+            assert_eq!(pg.requests().len(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_go_to_the_backend_that_handed_the_proxy_out() {
+        let pg = Arc::new(ScriptedSource::named(
+            "postgres",
+            vec![Answer::Unavailable, Answer::Proxy(A)],
+        ));
+        let mem = Arc::new(ScriptedSource::named("memory", vec![Answer::Proxy(B)]));
+        let chain = chain_of(&[&pg, &mem]);
+        let runner = ScriptedRunner::new(vec![Run::Ok, Run::Fail(FailureKind::Blocked)]);
+        let d = chained(&chain, &runner);
+        // The first download goes through memory (PostgreSQL down), the
+        // second through PostgreSQL (back), refused there; then neither has
+        // another proxy.
+        let r = download(&d).await;
+        assert_eq!(r.status, Status::Done);
+        assert_eq!(mem.reports(), [(B.to_string(), None)]);
+        assert!(pg.reports().is_empty(), "{:?}", pg.reports());
+        let r = download(&d).await;
+        assert_eq!(r.status, Status::Failed, "{r:?}");
+        assert_eq!(pg.reports()[0], (A.to_string(), Some(FailureKind::Blocked)));
+        assert_eq!(mem.reports().len(), 1, "memory heard nothing of A");
+    }
+
+    #[test]
+    fn when_no_backend_serves_the_error_names_each_and_keeps_the_earliest_retry() {
+        let pg = Arc::new(ScriptedSource::named("postgres", vec![Answer::Unavailable]));
+        let mem = Arc::new(ScriptedSource::named("memory", vec![Answer::NoProxy]));
+        let e = get(&chain_of(&[&pg, &mem])).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, BackendError::Unavailable { .. }), "{text}");
+        assert!(
+            text.contains("plugin `postgres+memory`")
+                && text.contains("plugin `postgres`: backend unavailable: connection refused")
+                && text.contains("plugin `memory`: no proxy available"),
+            "{text}"
+        );
+        let later = Arc::new(ScriptedSource::named(
+            "a",
+            vec![Answer::NoProxyFor(Duration::from_secs(60))],
+        ));
+        let sooner = Arc::new(ScriptedSource::named(
+            "b",
+            vec![Answer::NoProxyFor(Duration::from_secs(5))],
+        ));
+        let down = Arc::new(ScriptedSource::named("c", vec![Answer::Unavailable]));
+        match get(&chain_of(&[&later, &down, &sooner])).unwrap_err() {
+            BackendError::NoProxy {
+                retry_at_ms: Some(at),
+                ..
+            } => {
+                let left = at.saturating_sub(ytdlp_contract::now_ms());
+                assert!(left <= 5_000, "the earliest: {left} ms");
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn stats_come_from_each_backend_labelled_with_its_name() {
+        let row = |url: &str| StatsRow {
+            backend: None,
+            id: Some(url.to_string()),
+            stats: ProxyStats {
+                url: url.to_string(),
+                meta: ProxyMeta::default(),
+                successes: 0,
+                failures: 0,
+                consecutive_failures: 0,
+                state: ytdlp_contract::ProxyState::Active,
+                last_used_ms: None,
+                extra: Vec::new(),
+            },
+        };
+        let pg = Arc::new(ScriptedSource {
+            stats: Some(vec![row(A)]),
+            ..ScriptedSource::named("postgres", vec![])
+        });
+        let none = Arc::new(ScriptedSource::named("vendor", vec![]));
+        let mem = Arc::new(ScriptedSource {
+            stats: Some(vec![row(B), row(C)]),
+            ..ScriptedSource::named("memory", vec![])
+        });
+        let chain = chain_of(&[&pg, &none, &mem]);
+        let rows = block_on(chain.get_stats(&Options::new())).unwrap().unwrap();
+        let got: Vec<(Option<&str>, &str)> = rows
+            .iter()
+            .map(|r| (r.backend.as_deref(), r.stats.url.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("postgres"), A),
+                (Some("memory"), B),
+                (Some("memory"), C)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_prefixed_option_goes_to_its_backend_only() {
+        let opts = vec![
+            ("postgres.table".to_string(), "t".to_string()),
+            ("memory.seed".to_string(), "1".to_string()),
+            ("shared".to_string(), "x".to_string()),
+            ("host.site".to_string(), "s".to_string()),
+        ];
+        let names = ["postgres", "memory"];
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            crate::chain::route_options(&opts, "postgres", &names),
+            [kv("table", "t"), kv("shared", "x"), kv("host.site", "s")]
+        );
+        assert_eq!(
+            crate::chain::route_options(&opts, "memory", &names),
+            [kv("seed", "1"), kv("shared", "x"), kv("host.site", "s")]
+        );
+    }
+
+    #[test]
+    fn a_backend_list_is_checked_before_anything_starts() {
+        for (names, needle) in [
+            (
+                vec!["memory", "memory"],
+                "--backend: `memory` is listed twice",
+            ),
+            (
+                vec!["memory", "../x"],
+                "--backend: `../x` is not a plugin name",
+            ),
+        ] {
+            let e = crate::HostBuilder::new()
+                .backends(names.iter().map(|n| n.to_string()).collect())
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        // `--proxy` feeds memory: fine when memory is in the chain.
+        let b = crate::HostBuilder::new()
+            .backends(vec!["postgres".into(), "memory".into()])
+            .proxy(A);
+        b.validate().unwrap();
+        assert_eq!(b.backend_name(), "postgres+memory");
+    }
 }

@@ -173,6 +173,10 @@ impl ProxyChoice {
 /// (credentials hidden, text cleaned) and the proxy's id when known.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatsRow {
+    /// The backend that keeps this row, when several are chained (set by
+    /// the chain; one backend alone leaves it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(flatten)]
@@ -1069,6 +1073,7 @@ fn scheme_name(s: w2::Scheme) -> &'static str {
 
 fn row_v01(r: v01::ytdlp::proxy::types::ProxyStats) -> StatsRow {
     StatsRow {
+        backend: None,
         id: None,
         stats: ProxyStats::from(r),
     }
@@ -1090,6 +1095,7 @@ fn row_v02(r: w2::ProxyStats) -> StatsRow {
         w2::ProxyState::Disabled => ytdlp_contract::ProxyState::Disabled,
     };
     StatsRow {
+        backend: None,
         id: Some(r.proxy.id.clone()),
         stats: ProxyStats {
             url,

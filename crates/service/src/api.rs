@@ -364,6 +364,10 @@ pub struct Health {
 /// One proxy's statistics, as the backend keeps them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatsRow {
+    /// The backend that keeps this row, when several are chained
+    /// (`backend = ["postgres", "memory"]`); absent with one backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// The proxy URL, password masked.
     pub url: String,
     /// The id the metrics label this proxy with.
@@ -390,13 +394,14 @@ pub enum ProxyStateView {
 }
 
 impl StatsRow {
-    pub fn new(row: ProxyStats, id: String) -> StatsRow {
+    pub fn new(row: ProxyStats, id: String, backend: Option<String>) -> StatsRow {
         let (state, until_ms) = match row.state {
             ProxyState::Active => (ProxyStateView::Active, None),
             ProxyState::CoolingDown(t) => (ProxyStateView::CoolingDown, Some(t)),
             ProxyState::Disabled => (ProxyStateView::Disabled, None),
         };
         StatsRow {
+            backend,
             url: row.url,
             id,
             successes: row.successes,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ytdlp_host_config::{BUNDLED_BACKEND, RunnerKind, ServeConfig};
-use ytdlp_host_core::{Host, HostBuilder, Limits, PluginSource, ProxySource, Retention};
+use ytdlp_host_core::{Host, HostBuilder, Limits, Retention};
 use ytdlp_host_ytdlp::policy::RequestPolicy;
 
 pub use router::{openapi, router};
@@ -228,17 +228,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// Watches the plugin directory: a changed or new `.wasm` of the configured
+/// Watches the plugin directory: a changed or new `.wasm` of a configured
 /// backend is checked and swapped in for new downloads (running ones keep
-/// the old instance); a broken one leaves the old one serving.
+/// the old instance; a chain is started anew as a whole); a broken one
+/// leaves the old one serving.
 fn watch_plugins(
     builder: Arc<HostBuilder>,
     host: Host,
     metrics: Arc<Metrics>,
 ) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
-    let backend = builder.backend_name().to_string();
-    if backend == BUNDLED_BACKEND {
+    let backend = builder.backend_name();
+    let names = builder.backend_names();
+    if names.iter().all(|n| n == BUNDLED_BACKEND) {
         return None; // embedded in the binary: nothing to watch
     }
     let dir = builder.plugin_dir_path();
@@ -261,12 +263,16 @@ fn watch_plugins(
         tracing::warn!("cannot watch {} (no hot reload): {e}", dir.display());
         return None;
     }
-    let target = ytdlp_host_core::builder::plugin_file(&dir, &backend);
+    let targets: Vec<PathBuf> = names
+        .iter()
+        .filter(|n| *n != BUNDLED_BACKEND)
+        .map(|n| ytdlp_host_core::builder::plugin_file(&dir, n))
+        .collect();
     tokio::spawn(async move {
         while let Some(path) = rx.recv().await {
-            if !is_same_file(&path, &target) {
+            let Some(target) = targets.iter().find(|t| is_same_file(&path, t)) else {
                 continue;
-            }
+            };
             // Let a copy in progress finish: wait for a quiet moment.
             loop {
                 match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
@@ -275,9 +281,8 @@ fn watch_plugins(
                     Err(_) => break,
                 }
             }
-            match builder.start_backend().await {
-                Ok(b) => {
-                    let source: Arc<dyn ProxySource> = Arc::new(PluginSource::new(b));
+            match builder.start_source().await {
+                Ok(source) => {
                     host.downloader()
                         .set_source(Some(Observed::wrap(source, metrics.clone())));
                     tracing::warn!(

@@ -333,7 +333,7 @@ async fn stats(State(ctx): State<Ctx>) -> Response {
                 .into_iter()
                 .map(|r| {
                     let id = Metrics::row_id(&r);
-                    StatsRow::new(r.stats, id)
+                    StatsRow::new(r.stats, id, r.backend)
                 })
                 .collect();
             axum::Json(rows).into_response()

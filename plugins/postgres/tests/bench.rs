@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{PASSWORD, PgServer, SUPERUSER};
+use support::{PASSWORD, PgServer, SUPERUSER, fill};
 use ytdlp_plugin_postgres::pg::{Client, Config, ToParam, text_array};
 use ytdlp_plugin_postgres::settings::{Kind, Settings};
 use ytdlp_plugin_postgres::store::{Store, pick_sql};
@@ -66,26 +66,6 @@ fn time(n: usize, mut f: impl FnMut()) -> Summary {
 
 fn us(d: Duration) -> String {
     format!("{:>7.0}", d.as_secs_f64() * 1e6)
-}
-
-/// Fills the pool with `n` proxies with varied regions, tiers, tags, use
-/// times and health, so that no index is trivially ordered.
-fn fill(admin: &mut Client, n: i64) {
-    admin
-        .execute(
-            "INSERT INTO proxies (ident, url, region, tier, tags, last_used_at, success_count, fault_count)
-             SELECT 'b' || g, 'http://10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256) || ':3128',
-                    (ARRAY['DE', 'US-CA', 'JP', 'BR'])[g % 4 + 1],
-                    g % 3,
-                    CASE WHEN g % 10 = 0 THEN '{residential}'::text[] ELSE '{}' END,
-                    now() - random() * interval '1 day',
-                    (random() * 100)::int8,
-                    (random() * 20)::int8
-             FROM generate_series(1, $1::int8) g",
-            &[&n],
-        )
-        .unwrap();
-    admin.batch_execute("VACUUM ANALYZE proxies").unwrap();
 }
 
 fn plan(admin: &mut Client, s: &Settings, r: &Request) -> String {

@@ -46,8 +46,9 @@ pub struct Global {
     /// Directory of *.wasm plugins [default: $XDG_CONFIG_HOME/ytdlp-host/plugins].
     #[arg(long, global = true, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
-    /// Backend plugin by name (file stem in the plugin directory) [default: memory].
-    #[arg(long, global = true, value_name = "NAME")]
+    /// Backend plugin by name (file stem in the plugin directory) [default: memory]; several,
+    /// comma-separated (`postgres,memory`), are asked in that order.
+    #[arg(long, global = true, value_name = "NAME[,NAME...]")]
     pub backend: Option<String>,
     /// Backend option for this run, merged over the config's (repeatable).
     #[arg(long = "backend-opt", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -390,8 +391,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(dir) = &g.plugin_dir {
         builder = builder.plugin_dir(dir);
     }
-    if let Some(name) = &g.backend {
-        builder = builder.backend(name);
+    if let Some(names) = &g.backend {
+        builder = builder.backends(names.split(',').map(str::to_string).collect());
     }
     for (k, v) in &g.backend_opts {
         builder = builder.backend_option(k, v);

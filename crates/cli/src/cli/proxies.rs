@@ -12,6 +12,9 @@ use ytdlp_host_core::HostBuilder;
 use ytdlp_host_plugin_host::{Contract, ProxyChoice, StatsRow};
 
 pub(crate) async fn stats(builder: &HostBuilder, json: bool) -> Result<ExitCode> {
+    if builder.backend_names().len() > 1 {
+        return chain_stats(builder, json).await;
+    }
     let mut backend = builder.start_backend().await?;
     let Some(stats) = backend.get_stats(&builder.call_options()).await? else {
         tell!(
@@ -29,11 +32,36 @@ pub(crate) async fn stats(builder: &HostBuilder, json: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Several backends: each one's rows under its name (the rows carry it in
+/// `--json`); one that cannot answer is said and left out.
+async fn chain_stats(builder: &HostBuilder, json: bool) -> Result<ExitCode> {
+    let source = builder.start_source().await?;
+    let Some(stats) = source.get_stats(&builder.source_options()).await? else {
+        tell!("none of `{}` keeps statistics", source.name());
+        return Ok(ExitCode::FAILURE);
+    };
+    if json {
+        say!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for name in builder.backend_names() {
+        let rows: Vec<StatsRow> = stats
+            .iter()
+            .filter(|r| r.backend.as_deref() == Some(name.as_str()))
+            .cloned()
+            .collect();
+        say!("{name}:");
+        print_stats_table(&rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) async fn get(builder: &HostBuilder, for_url: Option<&str>) -> Result<ExitCode> {
-    let mut backend = builder.start_backend().await?;
-    let options = builder.call_options();
+    // Through every backend, in order, as a download asks.
+    let source = builder.start_source().await?;
+    let options = builder.source_options();
     let req = ytdlp_host_core::first_request(for_url.unwrap_or(""), "proxies-get", builder.want()?);
-    match backend.get_proxy(&req, &options).await {
+    match source.get_proxy(&req, &options).await {
         Ok(choice) => {
             let meta = choice.meta.to_string();
             say!(

@@ -357,3 +357,23 @@ pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 pub fn err_text<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
     r.expect_err("expected an error").to_string()
 }
+
+/// Fills the pool with `n` proxies with varied regions, tiers, tags, use
+/// times and health, so that no index is trivially ordered.
+pub fn fill(admin: &mut Client, n: i64) {
+    admin
+        .execute(
+            "INSERT INTO proxies (ident, url, region, tier, tags, last_used_at, success_count, fault_count)
+             SELECT 'b' || g, 'http://10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256) || ':3128',
+                    (ARRAY['DE', 'US-CA', 'JP', 'BR'])[g % 4 + 1],
+                    g % 3,
+                    CASE WHEN g % 10 = 0 THEN '{residential}'::text[] ELSE '{}' END,
+                    now() - random() * interval '1 day',
+                    (random() * 100)::int8,
+                    (random() * 20)::int8
+             FROM generate_series(1, $1::int8) g",
+            &[&n],
+        )
+        .unwrap();
+    admin.batch_execute("VACUUM ANALYZE proxies").unwrap();
+}
