@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use crate::common::{Env, Run, harness};
 use harness::{MediaServer, redis, tinyproxy};
@@ -185,4 +186,66 @@ fn health_from_the_journal_files_moves_into_the_store_once() {
     let run = env.download(&["--config", cfg, &media.url("/v/3.mp4")]);
     assert!(!run.stderr().contains("moved the saved"), "{}", run.dump());
     assert_eq!(successes(&env, "", &proxy_url), 7);
+}
+
+/// `serve` killed (SIGKILL) with 50 downloads queued and 4 running, then
+/// started again on the same store: all 54 end `done` under their ids.
+#[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
+fn serve_killed_with_50_queued_and_4_running_finishes_all_54_after_a_restart() {
+    use crate::service::Service;
+    let media = MediaServer::start();
+    let proxy = tinyproxy(None);
+    let env = Env::new();
+    let config = format!("proxies = [\"{}\"]\n", proxy.url("http"));
+    let mut svc = Service::start(&env, &config, &["--max-concurrent", "4"]);
+    // The first four take seconds (so they are running at the kill); the
+    // other fifty wait behind them.
+    let ids: Vec<String> = (0..54)
+        .map(|i| {
+            let path = if i < 4 {
+                format!("/slow/6000/k{i}.mp4")
+            } else {
+                format!("/v/k{i}.mp4")
+            };
+            svc.submit(&media.url(&path))
+        })
+        .collect();
+    for id in &ids[..4] {
+        svc.wait_state(id, "running");
+    }
+    let (_, page) = svc.get("/downloads?state=queued&limit=100");
+    assert_eq!(page["downloads"].as_array().unwrap().len(), 50, "{page}");
+    svc.signal(libc::SIGKILL);
+    assert_eq!(
+        svc.exit(Duration::from_secs(10)),
+        None,
+        "killed by a signal"
+    );
+    drop(svc);
+
+    let svc = Service::start(&env, &config, &["--max-concurrent", "4"]);
+    for id in &ids {
+        let s = svc.wait_for(id, "done", |s| {
+            s["state"] == "done" || s["state"] == "failed"
+        });
+        assert_eq!(s["state"], "done", "{s}\n{}", svc.log());
+        assert_eq!(s["id"], *id);
+    }
+    assert!(
+        svc.log()
+            .contains("54 queued again (4 of them were running"),
+        "{}",
+        svc.log()
+    );
+    // Every file is there once.
+    let files = std::fs::read_dir(env.out_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
+        .count();
+    assert_eq!(files, 54);
+    // A new download gets an id of its own, after the restored ones.
+    let new = svc.submit(&media.url("/v/after.mp4"));
+    assert!(!ids.contains(&new));
 }

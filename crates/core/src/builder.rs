@@ -478,6 +478,14 @@ impl HostBuilder {
         Ok(self.runtime.get_or_init(|| rt))
     }
 
+    /// The store `[store]` names (the SQLite file by default), shared
+    /// with the plugins of this process.
+    pub fn open_store(
+        &self,
+    ) -> Result<std::sync::Arc<dyn ytdlp_host_store::Store>, ytdlp_host_store::StoreError> {
+        ytdlp_host_plugin_host::open_store(&self.config.store)
+    }
+
     fn persist_health(&self) -> bool {
         self.config.persist_health.unwrap_or(true)
     }

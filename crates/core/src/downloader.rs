@@ -130,29 +130,29 @@ impl DownloadRequest {
 }
 
 /// One attempt at a URL.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attempt {
     /// The proxy used, credentials masked; `null` for a direct run.
     pub proxy: Option<String>,
     /// Its id (two credentials on one proxy show alike, their ids differ).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_id: Option<String>,
     /// Its region, tags and tier, when the backend says.
-    #[serde(skip_serializing_if = "ProxyMeta::is_empty")]
+    #[serde(default, skip_serializing_if = "ProxyMeta::is_empty")]
     pub proxy_meta: ProxyMeta,
     pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// What else the host knows of the failure (HTTP status,
     /// `Retry-After`, allowed countries, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<FailureDetail>,
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Done,
@@ -160,7 +160,7 @@ pub enum Status {
 }
 
 /// The end of one URL (`--json` prints one of these per URL).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DownloadResult {
     pub id: String,
@@ -169,9 +169,9 @@ pub struct DownloadResult {
     pub file: Option<PathBuf>,
     pub attempts: Vec<Attempt>,
     /// Why it failed, for a failed URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<FailureKind>,
 }
 
@@ -291,6 +291,13 @@ impl Downloader {
     /// The runner's name (`process` or `worker`).
     pub fn runner_name(&self) -> &'static str {
         self.runner.name()
+    }
+
+    /// Ids from now on end in a number above `seq` (downloads restored
+    /// from the store keep theirs; the queue orders by that number).
+    pub fn ids_after(&self, seq: u64) {
+        self.next_id
+            .fetch_max(seq.saturating_add(1), Ordering::Relaxed);
     }
 
     /// A fresh download id.

@@ -35,6 +35,6 @@ pub use downloader::{
 };
 pub use queue::{
     CancelOutcome, DownloadId, DownloadStatus, Event, Host, Limits, Page, QueueCounts,
-    QueueObserver, Retention, State, SubmitError,
+    QueueObserver, Restored, Retention, State, SubmitError,
 };
 pub use source::{PluginSource, ProxySource};

@@ -19,13 +19,16 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use ytdlp_contract::FailureKind;
 use ytdlp_host_ytdlp::Progress;
 
 use crate::downloader::{AttemptEvent, DownloadRequest, DownloadResult, Downloader, Status};
+
+mod journal;
+use journal::{Journal, Saved};
 
 pub type DownloadId = String;
 
@@ -40,7 +43,7 @@ pub struct Limits {
 }
 
 /// Where a download stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Queued,
@@ -146,6 +149,10 @@ pub enum SubmitError {
     /// The download's yt-dlp arguments override what the host owns.
     #[error("{0}")]
     BadArgs(String),
+    /// The store that keeps the queue refused the record: the download is
+    /// not queued (nothing acknowledged is lost).
+    #[error("the download could not be recorded, so it was not queued: {0}")]
+    Unrecorded(String),
 }
 
 /// How long finished downloads stay in the table (for `status`, `list`,
@@ -203,6 +210,11 @@ struct Ended {
 
 struct Entry {
     status: DownloadStatus,
+    /// What was asked (the store keeps it, to run it again after a
+    /// restart).
+    req: DownloadRequest,
+    /// Runs a restart cut short.
+    restarts: u32,
     cancel: watch::Sender<bool>,
     /// The final status, once there is one (it outlives the entry).
     done: watch::Sender<Option<DownloadStatus>>,
@@ -226,6 +238,11 @@ struct Table {
     queued: usize,
     running: usize,
     retention: Retention,
+    /// Where downloads are recorded (`serve`); `None`: in memory only.
+    journal: Option<Journal>,
+    /// Shutting down: downloads cancelled now stay recorded as they were,
+    /// so the next start runs them.
+    draining: bool,
 }
 
 /// The number in an id (`PID-N`), which orders downloads.
@@ -259,9 +276,54 @@ impl Table {
                 break;
             }
             self.finished.pop_front();
-            self.entries.remove(&seq);
+            if let Some(e) = self.entries.remove(&seq)
+                && let Some(j) = &self.journal
+            {
+                j.forget(&e.status.id);
+            }
         }
     }
+
+    /// Records the download `id` as it stands now.
+    fn record(&self, id: &str) -> Option<Result<(), ytdlp_host_store::StoreError>> {
+        let j = self.journal.as_ref()?;
+        let e = self.get(id)?;
+        Some(j.save(&Saved {
+            id: e.status.id.clone(),
+            req: e.req.clone(),
+            state: e.status.state,
+            result: e.status.result.clone(),
+            ended_ms: e.status.state.is_final().then(now_ms),
+            restarts: e.restarts,
+        }))
+    }
+
+    /// [`Table::record`] after acknowledging: a failure is warned about.
+    fn record_or_warn(&self, id: &str) {
+        if let Some(Err(e)) = self.record(id) {
+            tracing::warn!("cannot record download {id}: {e}");
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What [`Host::restore`] found in the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Queued again (in their submission order).
+    pub queued: usize,
+    /// Of those, downloads that were running when the host stopped: run
+    /// again (yt-dlp continues a partial file), each a new attempt.
+    pub rerun: usize,
+    /// Finished ones, kept per the retention.
+    pub finished: usize,
+    /// Records that could not be read (skipped, with a warning each).
+    pub unreadable: usize,
 }
 
 struct Inner {
@@ -370,6 +432,108 @@ impl Host {
         self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Keeps downloads in `store` from now on, after taking back what it
+    /// holds: finished downloads (kept per the retention), queued ones
+    /// queued again in their order, and ones that were running run again.
+    /// Ids stay valid. Call it once, before submitting anything.
+    pub fn restore(
+        &self,
+        store: Arc<dyn ytdlp_host_store::Store>,
+    ) -> Result<Restored, ytdlp_host_store::StoreError> {
+        let journal = Journal::new(store);
+        let (mut saved, unreadable) = journal.load()?;
+        saved.retain(|s| seq_of(&s.id).is_some());
+        saved.sort_by_key(|s| seq_of(&s.id));
+        let mut found = Restored {
+            unreadable,
+            ..Restored::default()
+        };
+        let (now, now_ms) = (Instant::now(), now_ms());
+        let mut jobs = Vec::new();
+        let mut ended = Vec::new();
+        let mut max_seq = 0;
+        {
+            let mut table = self.table();
+            for s in saved {
+                let seq = seq_of(&s.id).expect("kept above");
+                max_seq = max_seq.max(seq);
+                let (cancel_tx, cancel_rx) = watch::channel(false);
+                let (done_tx, _) = watch::channel(None);
+                let rerun = s.state == State::Running;
+                let mut status = DownloadStatus {
+                    id: s.id.clone(),
+                    url: s.req.url.clone(),
+                    state: s.state,
+                    attempt: s.result.as_ref().map_or(0, |r| r.attempts.len() as u32),
+                    proxy: None,
+                    progress: None,
+                    result: s.result.clone(),
+                };
+                if s.state.is_final() {
+                    done_tx.send_replace(Some(status.clone()));
+                    let age =
+                        Duration::from_millis(now_ms.saturating_sub(s.ended_ms.unwrap_or(now_ms)));
+                    ended.push((
+                        s.ended_ms.unwrap_or(now_ms),
+                        seq,
+                        now.checked_sub(age).unwrap_or(now),
+                    ));
+                    found.finished += 1;
+                } else {
+                    status.state = State::Queued;
+                    table.queued += 1;
+                    found.queued += 1;
+                    found.rerun += usize::from(rerun);
+                    jobs.push(Job {
+                        id: s.id.clone(),
+                        req: s.req.clone(),
+                        cancel: cancel_rx,
+                    });
+                }
+                table.entries.insert(
+                    seq,
+                    Entry {
+                        status,
+                        req: s.req,
+                        restarts: s.restarts + u32::from(rerun),
+                        cancel: cancel_tx,
+                        done: done_tx,
+                        started: None,
+                    },
+                );
+            }
+            ended.sort();
+            table
+                .finished
+                .extend(ended.into_iter().map(|(_, seq, at)| (seq, at)));
+            table.journal = Some(journal);
+            for job in &jobs {
+                table.record_or_warn(&job.id);
+            }
+            table.evict(now);
+        }
+        self.inner.downloader.ids_after(max_seq);
+        for job in jobs {
+            if found.rerun > 0 {
+                tracing::debug!("queued again after a restart: {}", job.id);
+            }
+            self.emit(Event::Queued {
+                id: job.id.clone(),
+                url: job.req.url.clone(),
+            });
+            let id = job.id.clone();
+            if self.inner.queue.send(job).is_err() {
+                self.finish(&id, State::Cancelled, None);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Where downloads are recorded, if anywhere (for messages).
+    pub fn recorded_in(&self) -> Option<String> {
+        self.table().journal.as_ref().map(Journal::describe)
+    }
+
     /// Downloads waiting or running.
     pub fn pending(&self) -> usize {
         let t = self.table();
@@ -431,11 +595,20 @@ impl Host {
                         progress: None,
                         result: None,
                     },
+                    req: req.clone(),
+                    restarts: 0,
                     cancel: cancel_tx,
                     done: done_tx,
                     started: None,
                 },
             );
+            // Recorded before the id is answered: an acknowledged download
+            // survives a crash.
+            if let Some(Err(e)) = table.record(&id) {
+                table.entries.remove(&seq);
+                table.queued -= 1;
+                return Err(SubmitError::Unrecorded(e.to_string()));
+            }
         }
         self.emit(Event::Queued {
             id: id.clone(),
@@ -551,6 +724,9 @@ impl Host {
         let status = e.status.clone();
         let ran = e.started.map(|s| now.saturating_duration_since(s));
         e.done.send_replace(Some(status.clone()));
+        if !(table.draining && state == State::Cancelled) {
+            table.record_or_warn(id);
+        }
         table.finished.push_back((seq, now));
         table.evict(now);
         Some(Ended {
@@ -604,6 +780,7 @@ impl Host {
             e.started = Some(Instant::now());
             table.queued -= 1;
             table.running += 1;
+            table.record_or_warn(id);
         }
     }
 
@@ -764,6 +941,7 @@ impl Host {
             .accepting
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = false;
+        self.table().draining = true;
         let queued = self.ids_where(|s| s == State::Queued);
         let mut cancelled = 0;
         for id in &queued {

@@ -29,3 +29,4 @@ pub use cache::{CacheOutcome, CompileCache};
 pub use handle::BackendHandle;
 pub use loading::{CatalogEntry, Contract, LoadError, Plugin, Source};
 pub use runtime::PluginRuntime;
+pub use sandbox::keyvalue::open_store;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ytdlp_host_config::{BUNDLED_BACKEND, RunnerKind, ServeConfig};
-use ytdlp_host_core::{Host, HostBuilder, Limits, Retention};
+use ytdlp_host_core::{Host, HostBuilder, Limits, Restored, Retention};
 use ytdlp_host_ytdlp::policy::RequestPolicy;
 
 pub use router::{openapi, router};
@@ -178,6 +178,34 @@ pub async fn serve(
         age: Some(Duration::from_secs(cfg.keep_finished.age_secs)),
     });
     host.set_observer(metrics.clone());
+    // The queue in the store: what a crash or a restart interrupted is
+    // taken back before anything new is accepted.
+    let store = builder
+        .open_store()
+        .map_err(|e| anyhow::anyhow!("cannot keep the download queue: {e}"))?;
+    let restored = host
+        .restore(store)
+        .map_err(|e| anyhow::anyhow!("cannot read the download queue back: {e}"))?;
+    if restored != Restored::default() {
+        let what = format!(
+            "downloads taken back from {}: {} queued again ({} of them were running and run again), {} finished kept{}",
+            host.recorded_in().unwrap_or_default(),
+            restored.queued,
+            restored.rerun,
+            restored.finished,
+            if restored.unreadable > 0 {
+                format!(", {} unreadable record(s) skipped", restored.unreadable)
+            } else {
+                String::new()
+            }
+        );
+        // Interrupted work is worth the operator's attention.
+        if restored.rerun > 0 || restored.unreadable > 0 {
+            tracing::warn!("{what}");
+        } else {
+            tracing::info!("{what}");
+        }
+    }
 
     let listener = tokio::net::TcpListener::bind(addrs.as_slice())
         .await

@@ -223,3 +223,147 @@ async fn arguments_that_override_the_host_are_refused_at_submission() {
     );
     assert_eq!(h.counts(), QueueCounts::default());
 }
+
+/// A real SQLite store in a temporary directory.
+fn store(dir: &tempfile::TempDir) -> Arc<dyn ytdlp_host_store::Store> {
+    let (s, _) = ytdlp_host_store::SqliteStore::open(&dir.path().join("store.sqlite3")).unwrap();
+    Arc::new(s)
+}
+
+/// A host dies (no shutdown) with one download done, one running and two
+/// queued; a new host on the same store finishes the three under their
+/// ids and keeps the finished one's result.
+#[test]
+fn a_host_that_died_is_taken_back_by_the_next() {
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Host `a` in a runtime of its own: dropping the runtime ends every
+    // task of it mid-run, as a SIGKILL would.
+    let rt = paused();
+    let ids: Vec<DownloadId> = rt.block_on(async {
+        let a = host(10, 1, 100);
+        assert_eq!(a.restore(store(&dir)).unwrap(), Restored::default());
+        let ids: Vec<DownloadId> = (0..4).map(|_| submit(&a)).collect();
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(a.status(&ids[0]).unwrap().state, State::Done);
+        assert_eq!(a.status(&ids[1]).unwrap().state, State::Running);
+        ids
+    });
+    drop(rt);
+
+    paused().block_on(async {
+        let b = host(1, 2, 100);
+        let found = b.restore(store(&dir)).unwrap();
+        assert_eq!(
+            found,
+            Restored {
+                queued: 3,
+                rerun: 1,
+                finished: 1,
+                unreadable: 0
+            }
+        );
+        assert!(b.status(&ids[0]).unwrap().result.is_some());
+        for id in &ids[1..] {
+            assert_eq!(b.wait(id).await.unwrap().state, State::Done, "{id}");
+        }
+        let new = submit(&b);
+        assert!(!ids.contains(&new));
+        assert!(seq_of(&new) > ids.iter().filter_map(|i| seq_of(i)).max());
+    });
+}
+
+/// Shutting down leaves what did not run recorded as queued (the next
+/// start runs it); a cancel by a user is final; evicted downloads leave
+/// the store.
+#[tokio::test(start_paused = true)]
+async fn shutdown_keeps_the_queue_and_retention_empties_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = host(10, 1, 100);
+    a.restore(store(&dir)).unwrap();
+    let ids: Vec<DownloadId> = (0..3).map(|_| submit(&a)).collect();
+    assert!(a.cancel(&ids[2]));
+    a.shutdown(Duration::ZERO).await;
+
+    let b = host(1, 1, 100);
+    b.set_retention(Retention {
+        count: Some(1),
+        age: None,
+    });
+    let found = b.restore(store(&dir)).unwrap();
+    assert_eq!((found.queued, found.finished), (2, 1), "{found:?}");
+    assert_eq!(b.status(&ids[2]).unwrap().state, State::Cancelled);
+    for id in &ids[..2] {
+        assert_eq!(b.wait(id).await.unwrap().state, State::Done);
+    }
+    // Retention keeps one finished download: the store holds one record.
+    let (keys, _) = store(&dir).list_keys("serve/queue", None).unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+}
+
+/// A fake store that refuses every write (what a full disk does to the
+/// real one): a submission it cannot record is refused, nothing is
+/// half-queued.
+struct FullDiskFake;
+
+impl ytdlp_host_store::Store for FullDiskFake {
+    fn describe(&self) -> String {
+        "a full disk (fake)".into()
+    }
+    fn get(&self, _: &str, _: &str) -> ytdlp_host_store::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    fn set(&self, _: &str, _: &str, _: &[u8]) -> ytdlp_host_store::Result<()> {
+        Err(ytdlp_host_store::StoreError::Unavailable(
+            "database or disk is full".into(),
+        ))
+    }
+    fn delete(&self, _: &str, _: &str) -> ytdlp_host_store::Result<()> {
+        Ok(())
+    }
+    fn list_keys(
+        &self,
+        _: &str,
+        _: Option<&str>,
+    ) -> ytdlp_host_store::Result<(Vec<String>, Option<String>)> {
+        Ok((Vec::new(), None))
+    }
+    fn increment(&self, _: &str, _: &str, _: i64) -> ytdlp_host_store::Result<i64> {
+        self.set("", "", b"").map(|_| 0)
+    }
+    fn compare_and_swap(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&[u8]>,
+        _: &[u8],
+    ) -> ytdlp_host_store::Result<bool> {
+        self.set("", "", b"").map(|_| false)
+    }
+    fn get_many(&self, _: &str, keys: &[String]) -> ytdlp_host_store::Result<Vec<Option<Vec<u8>>>> {
+        Ok(vec![None; keys.len()])
+    }
+    fn set_many(&self, _: &str, _: &[(String, Vec<u8>)]) -> ytdlp_host_store::Result<()> {
+        self.set("", "", b"")
+    }
+    fn delete_many(&self, _: &str, _: &[String]) -> ytdlp_host_store::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_submission_the_store_cannot_record_is_refused_whole() {
+    let a = host(1, 1, 100);
+    a.restore(Arc::new(FullDiskFake)).unwrap();
+    let err = a.submit(DownloadRequest::new(URL)).unwrap_err();
+    assert!(matches!(err, SubmitError::Unrecorded(_)), "{err}");
+    assert!(err.to_string().contains("disk is full"), "{err}");
+    assert_eq!(a.pending(), 0);
+    assert!(a.list().is_empty());
+}

@@ -60,7 +60,7 @@ pub fn grant(plugin: &str, grants: &Grants, host: &HostGrants) -> anyhow::Result
     if buckets.is_empty() {
         return Ok(None);
     }
-    let store = shared(&engine(&host.store)).map_err(|e| anyhow::anyhow!("keyvalue: {e}"))?;
+    let store = open_store(&host.store).map_err(|e| anyhow::anyhow!("keyvalue: {e}"))?;
     Ok(Some(KvGrant {
         store,
         plugin: plugin.to_string(),
@@ -76,9 +76,11 @@ fn engine(c: &StoreConfig) -> Engine {
     }
 }
 
-/// One store per engine in a process: every plugin (and every restart of
-/// one) shares its connection.
-fn shared(engine: &Engine) -> Result<Arc<dyn Store>, StoreError> {
+/// The store `[store]` names, shared in the process: every plugin (and
+/// every restart of one) and the service's queue use one connection.
+pub fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let engine = engine(config);
+    let engine = &engine;
     static OPEN: Mutex<Vec<(Engine, Weak<dyn Store>)>> = Mutex::new(Vec::new());
     let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
     open.retain(|(_, w)| w.strong_count() > 0);
