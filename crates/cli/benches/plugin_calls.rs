@@ -135,6 +135,29 @@ fn round_trip(c: &mut Criterion) {
             })
         },
     );
+    // The same on a local redis-server (`[store] url`): what several
+    // machines sharing health pay per call.
+    if ytdlp_host_tests::find("redis-server").is_some() {
+        let redis = ytdlp_host_tests::redis();
+        let mut pc = PluginConfig::default();
+        pc.host.keyvalue.push("health".to_string());
+        pc.host.store.url = Some(format!("redis://127.0.0.1:{}", redis.port));
+        let mut opts = proxies();
+        opts.push(("keyvalue".to_string(), "health".to_string()));
+        let plugin = loader.load_bundled().unwrap();
+        let mut on_redis = rt.block_on(Backend::start(plugin, pc, opts)).unwrap();
+        group.bench_function(
+            "wasm plugin, typed context, persist_health (Redis store)",
+            |b| {
+                b.iter(|| {
+                    drive(&rt, sync_calls, async {
+                        let p = on_redis.get_proxy(black_box(&req), &none).await.unwrap();
+                        on_redis.report_success(&p, &req, &ok, &none).await.unwrap();
+                    })
+                })
+            },
+        );
+    }
     // The smallest guest (the options-echo fixture hands out one fixed
     // proxy and ignores reports): what the boundary and the host's checks
     // cost without the bundled plugin's own work.

@@ -103,13 +103,14 @@ fn run(
     media: &MediaServer,
     proxy: &str,
     yt_dlp: &std::path::Path,
+    store: &str,
 ) -> RunResult {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,
         format!(
-            "proxies = [\"{proxy}\"]\noutput = \"%(id)s.%(ext)s\"\n[serve]\ndownload_dir = \"{}\"\nkeep_finished = {{ count = 100000 }}\n",
+            "proxies = [\"{proxy}\"]\noutput = \"%(id)s.%(ext)s\"\n[serve]\ndownload_dir = \"{}\"\nkeep_finished = {{ count = 100000 }}\n{store}",
             dir.path().join("out").display()
         ),
     )
@@ -257,10 +258,20 @@ fn main() {
     let yt_dlp = require("yt-dlp");
     let media = MediaServer::start();
     let proxy = tinyproxy(None);
-    println!("{n} submissions from {conns} connections, {runs} runs (a fresh service each)");
+    // LOAD_STORE=redis: the queue (and the plugin's health) in a local
+    // redis-server instead of the default SQLite file.
+    let redis =
+        (std::env::var("LOAD_STORE").as_deref() == Ok("redis")).then(ytdlp_host_tests::redis);
+    let store = redis.as_ref().map_or(String::new(), |r| {
+        format!("[store]\nurl = \"redis://127.0.0.1:{}\"\n", r.port)
+    });
+    println!(
+        "{n} submissions from {conns} connections, {runs} runs (a fresh service each), store: {}",
+        if redis.is_some() { "redis" } else { "sqlite" }
+    );
     let mut all = Vec::new();
     for r in 1..=runs {
-        let x = run(n, conns, &media, &proxy.url("http"), &yt_dlp);
+        let x = run(n, conns, &media, &proxy.url("http"), &yt_dlp, &store);
         println!(
             "run {r}: submit p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({:.0} submissions/s); {:.2} downloads/s; RSS {:.1} MiB before, {:.1} after, {:.1} peak; submitted {}, finished {}",
             x.p50_ms,
