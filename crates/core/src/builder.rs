@@ -387,7 +387,7 @@ impl HostBuilder {
                 Ok(e) => secrets::register_proxy(&e.url),
                 // An invalid one is refused below; its parts are secrets all
                 // the same (its error message must not show them).
-                Err(_) => register_userinfo(p),
+                Err(_) => register_userinfo(p, true),
             }
         }
         let options = self
@@ -411,7 +411,7 @@ impl HostBuilder {
             {
                 secrets::register(&v);
             }
-            register_userinfo(&v);
+            register_userinfo(&v, false);
         }
         for pc in self.config.plugins.values() {
             for name in &pc.grants.env {
@@ -749,7 +749,10 @@ impl HostBuilder {
 
 /// The user name and password in a URL-like string (any scheme), as
 /// secrets.
-fn register_userinfo(value: &str) {
+/// Registers the credentials in a URL's userinfo: all of it for a proxy
+/// (vendors put API keys in the user name), the password alone for other
+/// URLs (see below).
+fn register_userinfo(value: &str, proxy: bool) {
     let Some((_, rest)) = value.split_once("://") else {
         return;
     };
@@ -757,7 +760,17 @@ fn register_userinfo(value: &str) {
     let Some((userinfo, _)) = authority.rsplit_once('@') else {
         return;
     };
-    for part in userinfo.split(':') {
+    // A database's or Redis's `user:password`: the password is the
+    // secret; the user name (often `ytdlp`, `postgres`) masked by value
+    // would blank out every word that contains it. A lone user part is a
+    // token (`redis://TOKEN@host`) and is masked.
+    let parts: Vec<&str> = match userinfo.split_once(':') {
+        _ if proxy => userinfo.split(':').collect(),
+        Some((_, password)) if !password.is_empty() => vec![password],
+        Some((user, _)) => vec![user],
+        None => vec![userinfo],
+    };
+    for part in parts {
         ytdlp_host_text::secrets::register(part);
         if let Ok(decoded) = percent_encoding::percent_decode_str(part).decode_utf8() {
             ytdlp_host_text::secrets::register(&decoded);
@@ -771,4 +784,27 @@ const BUNDLED_HEALTH_BUCKET: &str = "health";
 /// The plugin file a backend name refers to in `dir` (for hot reload).
 pub fn plugin_file(dir: &Path, backend: &str) -> PathBuf {
     dir.join(format!("{backend}.wasm"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::register_userinfo;
+    use ytdlp_host_text::secrets::redact;
+
+    // The registry is process-wide: each test uses values of its own.
+
+    #[test]
+    fn a_database_urls_password_is_masked_and_its_user_name_is_not() {
+        register_userinfo("postgres://ytdlpdb:pw-0123456789@127.0.0.1:5432/db", false);
+        assert_eq!(redact("ytdlpdb-host pw-0123456789"), "ytdlpdb-host ***");
+        // A lone user part is a token.
+        register_userinfo("redis://tok-0123456789abcdef@127.0.0.1:6379", false);
+        assert_eq!(redact("tok-0123456789abcdef"), "***");
+    }
+
+    #[test]
+    fn a_proxys_user_name_is_masked_too() {
+        register_userinfo("http://APIKEY-abcdef:x-pass-1@10.0.0.1:8080", true);
+        assert_eq!(redact("APIKEY-abcdef x-pass-1"), "*** ***");
+    }
 }
