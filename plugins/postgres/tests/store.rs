@@ -119,10 +119,9 @@ fn extra<'a>(row: &'a ProxyStats, key: &str) -> Option<&'a str> {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn tables_are_created_on_first_use_once_and_versioned() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("fresh");
     // Four hosts starting at once on an empty database, in a new schema.
     let s = settings(&url, &[("schema", "ytdlp_eu")]);
@@ -176,10 +175,9 @@ fn admin_config(pg: &PgServer, db: &str) -> ytdlp_plugin_postgres::pg::Config {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn strategies_round_robin_healthiest_least_used_and_filters() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("strategies");
     let s = settings(&url, &[]);
     let (mut a, mut b) = (Store::new(), Store::new());
@@ -314,10 +312,9 @@ fn strategies_round_robin_healthiest_least_used_and_filters() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn avoided_ids_avoided_regions_tiers_and_metadata_from_the_admin_call() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("want");
     let s = settings(&url, &[]);
     let mut st = Store::new();
@@ -438,10 +435,9 @@ fn avoided_ids_avoided_regions_tiers_and_metadata_from_the_admin_call() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn a_version_1_database_is_migrated_to_version_2() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("old");
     let s = settings(&url, &[("schema", "pool_v1")]);
     // The 0.1 prototype's tables and rows, as it left them.
@@ -519,10 +515,9 @@ fn a_version_1_database_is_migrated_to_version_2() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn proxy_faults_take_a_proxy_out_for_everyone_and_probation_follows() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("faults");
     let s = settings(&url, &[("cooldown_ms", "600000")]);
     let (mut a, mut b) = (Store::new(), Store::new());
@@ -623,10 +618,9 @@ fn proxy_faults_take_a_proxy_out_for_everyone_and_probation_follows() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn blocked_bans_per_site_others_never_count_and_sites_are_paced() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("sites");
     let s = settings(&url, &[("ban_ms", "600000")]);
     let mut st = Store::new();
@@ -721,10 +715,9 @@ fn blocked_bans_per_site_others_never_count_and_sites_are_paced() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn concurrent_reports_are_all_counted_and_take_out_exactly_once() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("counts");
     let s = settings(
         &url,
@@ -793,10 +786,9 @@ fn concurrent_reports_are_all_counted_and_take_out_exactly_once() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn once_taken_out_no_host_hands_it_out_after_that_write() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("visibility");
     let s = settings(
         &url,
@@ -848,10 +840,9 @@ fn once_taken_out_no_host_hands_it_out_after_that_write() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn server_stopped_restarted_and_wrong_password() {
-    let Some(mut pg) = PgServer::start() else {
-        return;
-    };
+    let mut pg = PgServer::require();
     let url = pg.create_db("restart");
     let s = settings(&url, &[("pg_timeout_ms", "300")]);
     let mut st = Store::new();
@@ -936,10 +927,9 @@ fn server_stopped_restarted_and_wrong_password() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run installs it)"]
 fn the_component_end_to_end() {
-    let Some(pg) = PgServer::start() else {
-        return;
-    };
+    let pg = PgServer::require();
     let url = pg.create_db("component");
     let opts = |extra: &[(&str, &str)]| {
         let mut o = vec![("url".to_string(), url.clone())];

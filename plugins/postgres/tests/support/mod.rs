@@ -109,9 +109,22 @@ host all all 127.0.0.1/32 scram-sha-256
 ";
 
 impl PgServer {
-    /// A fresh cluster with `fsync=off` (fast, fine for tests); `None`
-    /// (the test is skipped, with a message) if PostgreSQL is not
-    /// installed.
+    /// [`PgServer::start`], failing the test (with what to install) when
+    /// PostgreSQL is not installed: the tests that need it are ignored by
+    /// a plain `cargo test` and run by the README's command.
+    pub fn require() -> PgServer {
+        PgServer::require_with(&[("fsync", "off")])
+    }
+
+    /// [`PgServer::start_with`], failing the test when not installed.
+    pub fn require_with(settings: &[(&str, &str)]) -> PgServer {
+        PgServer::start_with(settings).expect(
+            "PostgreSQL 15 is not installed (/usr/lib/postgresql/15/bin; bash .ci/run installs it)",
+        )
+    }
+
+    /// A fresh cluster with `fsync=off` (fast, fine for tests); `None` if
+    /// PostgreSQL is not installed.
     pub fn start() -> Option<PgServer> {
         PgServer::start_with(&[("fsync", "off")])
     }
