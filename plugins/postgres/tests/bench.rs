@@ -3,7 +3,7 @@
 //! plans use the indexes (timings alone are not asserted: the machine is
 //! shared).
 //!
-//! `cargo test --release -p ytdlp-plugin-postgres --test bench -- --nocapture`
+//! `cargo test --release -p ytdlp-plugin-postgres --test bench -- --include-ignored --nocapture`
 
 mod support;
 
