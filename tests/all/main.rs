@@ -15,6 +15,7 @@ mod common;
 mod conformance;
 mod download;
 mod examples;
+mod fleet;
 mod goodput;
 mod guide;
 mod hardening;

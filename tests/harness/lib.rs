@@ -191,6 +191,27 @@ pub fn redis_on(port: u16) -> Daemon {
     spawn_logged(cmd, port, dir, "redis-server")
 }
 
+/// redis-server on `port` keeping its data in `dir` (append-only file,
+/// fsync on every write): stopped with SIGKILL and started again there, it
+/// has every write it acknowledged.
+pub fn redis_durable(port: u16, dir: &std::path::Path) -> Daemon {
+    let exe = require("redis-server");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(dir);
+    spawn_logged(cmd, port, logs, "redis-server")
+}
+
 /// A TCP server that accepts connections and never answers: a proxy that
 /// has gone into a black hole.
 pub struct BlackHole {

@@ -22,7 +22,7 @@ mod grants;
 mod serve;
 
 pub use grants::{DirGrant, Grants, HttpOrigin, TcpGrant, valid_bucket};
-pub use serve::{KeepFinished, OptionArity, ServeConfig};
+pub use serve::{DEFAULT_LEASE_SECS, KeepFinished, OptionArity, ServeConfig};
 
 /// Name of the bundled plugin.
 pub const BUNDLED_BACKEND: &str = "memory";

@@ -49,7 +49,15 @@ pub struct ServeConfig {
     pub keep_finished: KeepFinished,
     /// Largest request body, bytes (default 65536).
     pub max_body_bytes: Option<u64>,
+    /// With a Redis store (a fleet of hosts sharing the queue): how long a
+    /// host may go without renewing its claim on a download before another
+    /// host takes it over (default 30 s). Longer than a Redis outage you
+    /// want to ride out without a download running twice.
+    pub lease_secs: Option<u64>,
 }
+
+/// The default lease of a claimed download in a fleet.
+pub const DEFAULT_LEASE_SECS: u64 = 30;
 
 /// Whether an allowed yt-dlp option takes a value (it must be known: a
 /// flag mistaken for an option with a value would let the next argument,
@@ -123,6 +131,11 @@ impl ServeConfig {
         }
         if self.keep_finished.age_secs == 0 || self.keep_finished.age_secs > KEEP_AGE_LIMIT_SECS {
             bail!("serve.keep_finished.age_secs must be between 1 and {KEEP_AGE_LIMIT_SECS}");
+        }
+        if let Some(n) = self.lease_secs
+            && !(1..=86_400).contains(&n)
+        {
+            bail!("serve.lease_secs must be between 1 and 86400");
         }
         if let Some(n) = self.max_body_bytes
             && !(1024..=MAX_BODY_BYTES_LIMIT).contains(&n)

@@ -34,7 +34,7 @@ pub use downloader::{
     first_request, site_of,
 };
 pub use queue::{
-    CancelOutcome, DownloadId, DownloadStatus, Event, Host, Limits, Page, QueueCounts,
-    QueueObserver, Restored, Retention, State, SubmitError,
+    CancelOutcome, DownloadId, DownloadStatus, Event, FleetOptions, Host, Limits, Page,
+    QueueCounts, QueueObserver, Restored, Retention, State, SubmitError, consumer_name,
 };
 pub use source::{PluginSource, ProxySource};

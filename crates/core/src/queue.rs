@@ -27,7 +27,10 @@ use ytdlp_host_ytdlp::Progress;
 
 use crate::downloader::{AttemptEvent, DownloadRequest, DownloadResult, Downloader, Status};
 
+mod fleet;
 mod journal;
+use fleet::{Fleet, status_of};
+pub use fleet::{FleetOptions, consumer_name};
 use journal::{Journal, Saved};
 
 pub type DownloadId = String;
@@ -199,6 +202,9 @@ pub enum CancelOutcome {
     Cancelled(DownloadStatus),
     /// It had ended, or ended by itself before the cancel took effect.
     Ended(DownloadStatus),
+    /// It runs on another host of the fleet: not cancelled (cancelling
+    /// across hosts is not supported; cancel it on the host that runs it).
+    Elsewhere(DownloadStatus),
 }
 
 /// A download that just ended, to announce.
@@ -239,10 +245,12 @@ struct Table {
     running: usize,
     retention: Retention,
     /// Where downloads are recorded (`serve`); `None`: in memory only.
-    journal: Option<Journal>,
+    journal: Option<Arc<Journal>>,
     /// Shutting down: downloads cancelled now stay recorded as they were,
     /// so the next start runs them.
     draining: bool,
+    /// The fleet this host takes downloads from (`serve` on Redis).
+    fleet: Option<Arc<Fleet>>,
 }
 
 /// The number in an id (`PID-N`), which orders downloads.
@@ -284,18 +292,23 @@ impl Table {
         }
     }
 
-    /// Records the download `id` as it stands now.
-    fn record(&self, id: &str) -> Option<Result<(), ytdlp_host_store::StoreError>> {
-        let j = self.journal.as_ref()?;
+    /// The download `id` as the store keeps it.
+    fn saved(&self, id: &str) -> Option<Saved> {
         let e = self.get(id)?;
-        Some(j.save(&Saved {
+        Some(Saved {
             id: e.status.id.clone(),
             req: e.req.clone(),
             state: e.status.state,
             result: e.status.result.clone(),
             ended_ms: e.status.state.is_final().then(now_ms),
             restarts: e.restarts,
-        }))
+        })
+    }
+
+    /// Records the download `id` as it stands now.
+    fn record(&self, id: &str) -> Option<Result<(), ytdlp_host_store::StoreError>> {
+        let j = self.journal.as_ref()?;
+        Some(j.save(&self.saved(id)?))
     }
 
     /// [`Table::record`] after acknowledging: a failure is warned about.
@@ -460,15 +473,7 @@ impl Host {
                 let (cancel_tx, cancel_rx) = watch::channel(false);
                 let (done_tx, _) = watch::channel(None);
                 let rerun = s.state == State::Running;
-                let mut status = DownloadStatus {
-                    id: s.id.clone(),
-                    url: s.req.url.clone(),
-                    state: s.state,
-                    attempt: s.result.as_ref().map_or(0, |r| r.attempts.len() as u32),
-                    proxy: None,
-                    progress: None,
-                    result: s.result.clone(),
-                };
+                let mut status = status_of(&s);
                 if s.state.is_final() {
                     done_tx.send_replace(Some(status.clone()));
                     let age =
@@ -506,7 +511,7 @@ impl Host {
             table
                 .finished
                 .extend(ended.into_iter().map(|(_, seq, at)| (seq, at)));
-            table.journal = Some(journal);
+            table.journal = Some(Arc::new(journal));
             for job in &jobs {
                 table.record_or_warn(&job.id);
             }
@@ -531,7 +536,7 @@ impl Host {
 
     /// Where downloads are recorded, if anywhere (for messages).
     pub fn recorded_in(&self) -> Option<String> {
-        self.table().journal.as_ref().map(Journal::describe)
+        self.table().journal.as_ref().map(|j| j.describe())
     }
 
     /// Downloads waiting or running.
@@ -569,6 +574,9 @@ impl Host {
             return Err(SubmitError::BadUrl(req.url));
         }
         ytdlp_host_ytdlp::args::check_user_args(&req.ytdlp_args).map_err(SubmitError::BadArgs)?;
+        if let Some(fleet) = self.fleet() {
+            return self.submit_to_fleet(&fleet, req);
+        }
         let id = self.inner.downloader.next_id();
         let Some(seq) = seq_of(&id) else {
             unreachable!("the downloader's ids end in a number: {id}");
@@ -724,7 +732,15 @@ impl Host {
         let status = e.status.clone();
         let ran = e.started.map(|s| now.saturating_duration_since(s));
         e.done.send_replace(Some(status.clone()));
-        if !(table.draining && state == State::Cancelled) {
+        let kept = table.draining && state == State::Cancelled;
+        if let Some(fleet) = &table.fleet {
+            // Written (with the claim's end) by the keeper; one cancelled
+            // by a shutdown is let go for another host to run.
+            match table.saved(id) {
+                Some(saved) if !kept => fleet.finished(saved),
+                _ => fleet.release(id),
+            }
+        } else if !kept {
             table.record_or_warn(id);
         }
         table.finished.push_back((seq, now));
@@ -834,9 +850,22 @@ impl Host {
 
     /// A download's status; `None` if unknown (or finished and forgotten).
     pub fn status(&self, id: &str) -> Option<DownloadStatus> {
-        let mut t = self.table();
-        t.evict(Instant::now());
-        t.get(id).map(|e| e.status.clone())
+        let local = {
+            let mut t = self.table();
+            t.evict(Instant::now());
+            t.get(id).map(|e| e.status.clone())
+        };
+        if local.is_some() || self.fleet().is_none() {
+            return local;
+        }
+        // Submitted to, or run by, another host of the fleet.
+        match self.journal_get(id) {
+            Ok(rec) => rec.map(|(s, _)| status_of(&s)),
+            Err(e) => {
+                tracing::warn!("cannot read download {id} from the fleet's store: {e}");
+                None
+            }
+        }
     }
 
     /// Every download kept, oldest first.
@@ -849,9 +878,12 @@ impl Host {
     /// first, in `state` if given.
     pub fn list_page(&self, state: Option<State>, after: Option<&str>, limit: usize) -> Page {
         let from = after.and_then(seq_of).map_or(0, |n| n.saturating_add(1));
+        if self.fleet().is_some() {
+            return self.fleet_page(state, from, limit);
+        }
         let mut t = self.table();
         t.evict(Instant::now());
-        let mut items: Vec<DownloadStatus> = t
+        let items: Vec<DownloadStatus> = t
             .entries
             .range(from..)
             .map(|(_, e)| &e.status)
@@ -859,15 +891,57 @@ impl Host {
             .take(limit.saturating_add(1))
             .cloned()
             .collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|s| s.id.clone())
-        } else {
-            None
-        };
-        Page { items, next }
+        page_of(items, limit)
     }
 
+    /// [`Host::list_page`] in a fleet: every host's downloads, from the
+    /// store, with this host's running ones as it sees them (progress).
+    fn fleet_page(&self, state: Option<State>, from: u64, limit: usize) -> Page {
+        let journal = self.table().journal.clone();
+        let saved = journal.map(|j| j.load().map(|(s, _)| s));
+        let mut all: BTreeMap<u64, DownloadStatus> = BTreeMap::new();
+        match saved {
+            Some(Ok(saved)) => {
+                for s in saved {
+                    if let Some(n) = seq_of(&s.id).filter(|n| *n >= from) {
+                        all.insert(n, status_of(&s));
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!("cannot list the fleet's downloads, listing this host's: {e}")
+            }
+            None => {}
+        }
+        {
+            let mut t = self.table();
+            t.evict(Instant::now());
+            for (n, e) in t.entries.range(from..) {
+                all.insert(*n, e.status.clone());
+            }
+        }
+        let items = all
+            .into_values()
+            .filter(|s| state.is_none_or(|st| s.state == st))
+            .take(limit.saturating_add(1))
+            .collect();
+        page_of(items, limit)
+    }
+}
+
+/// A page of up to `limit` from `items` (which hold one more if there is a
+/// next page).
+fn page_of(mut items: Vec<DownloadStatus>, limit: usize) -> Page {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|s| s.id.clone())
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+impl Host {
     /// Cancels a queued or running download: its yt-dlp process group is
     /// killed and its partial file removed. False if unknown or finished.
     pub fn cancel(&self, id: &str) -> bool {
@@ -895,6 +969,10 @@ impl Host {
     /// Cancels a download and waits for its end; says what really
     /// happened (it may have finished meanwhile).
     pub async fn cancel_and_wait(&self, id: &str) -> CancelOutcome {
+        let here = self.table().get(id).is_some();
+        if !here && self.fleet().is_some() {
+            return self.cancel_in_fleet(id);
+        }
         let Some(before) = self.status(id) else {
             return CancelOutcome::Unknown;
         };
@@ -965,6 +1043,20 @@ impl Host {
         }
         for id in running.iter().chain(&queued) {
             self.wait(id).await;
+        }
+        if let Some(fleet) = self.fleet() {
+            // The ends reach Redis before the process goes (while it can
+            // be reached; what is not written is run again elsewhere).
+            let until = Instant::now() + Duration::from_secs(10);
+            while fleet.unsaved() > 0 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if fleet.unsaved() > 0 {
+                tracing::warn!(
+                    "{} download end(s) could not be written to the fleet's store; other hosts run them again",
+                    fleet.unsaved()
+                );
+            }
         }
         cancelled
     }

@@ -359,6 +359,11 @@ pub struct Health {
     /// False when the backend plugin is not running (downloads then follow
     /// `on_no_proxy`).
     pub backend_running: bool,
+    /// In a fleet (a Redis store): `ok`, or `unavailable` while Redis
+    /// cannot be reached (no new downloads are taken or accepted then;
+    /// running ones go on). Absent for a single host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// One proxy's statistics, as the backend keeps them.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ytdlp_host_config::{BUNDLED_BACKEND, RunnerKind, ServeConfig};
-use ytdlp_host_core::{Host, HostBuilder, Limits, Restored, Retention};
+use ytdlp_host_core::{FleetOptions, Host, HostBuilder, Limits, Restored, Retention};
 use ytdlp_host_ytdlp::policy::RequestPolicy;
 
 pub use router::{openapi, router};
@@ -183,9 +183,36 @@ pub async fn serve(
     let store = builder
         .open_store()
         .map_err(|e| anyhow::anyhow!("cannot keep the download queue: {e}"))?;
-    let restored = host
-        .restore(store)
-        .map_err(|e| anyhow::anyhow!("cannot read the download queue back: {e}"))?;
+    let fleet_url = builder.config_ref().store.url.clone();
+    let restored = match fleet_url {
+        // On Redis, hosts share the queue: what a dead host held is taken
+        // over by any of them after the lease, nothing is restored here.
+        Some(url) => {
+            let consumer = ytdlp_host_core::consumer_name();
+            let lease = Duration::from_secs(
+                cfg.lease_secs
+                    .unwrap_or(ytdlp_host_config::DEFAULT_LEASE_SECS),
+            );
+            host.join_fleet(
+                store,
+                FleetOptions {
+                    url,
+                    lease,
+                    consumer: consumer.clone(),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("cannot join the fleet's download queue: {e}"))?;
+            tracing::info!(
+                "in the fleet on {} as `{consumer}` (lease {} s)",
+                host.recorded_in().unwrap_or_default(),
+                lease.as_secs()
+            );
+            Restored::default()
+        }
+        None => host
+            .restore(store)
+            .map_err(|e| anyhow::anyhow!("cannot read the download queue back: {e}"))?,
+    };
     if restored != Restored::default() {
         let what = format!(
             "downloads taken back from {}: {} queued again ({} of them were running and run again), {} finished kept{}",

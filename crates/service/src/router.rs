@@ -288,6 +288,16 @@ async fn cancel(State(ctx): State<Ctx>, Path(id): Path<String>) -> Response {
             status: s.into(),
         })
         .into_response(),
+        CancelOutcome::Elsewhere(s) => (
+            StatusCode::CONFLICT,
+            axum::Json(NotCancelled {
+                error: format!(
+                    "download `{id}` is running on another host of the fleet; cancel it there (cancelling across hosts is not supported)"
+                ),
+                status: s.into(),
+            }),
+        )
+            .into_response(),
         CancelOutcome::Ended(s) => {
             let state = StateView::from(s.state);
             (
@@ -388,6 +398,13 @@ async fn healthz(State(ctx): State<Ctx>) -> Response {
         .to_string(),
         backend: ctx.backend_name.clone(),
         backend_running: ctx.host.downloader().source().is_some(),
+        store: ctx.host.in_fleet().then(|| {
+            match ctx.host.store_unavailable() {
+                None => "ok",
+                Some(_) => "unavailable",
+            }
+            .to_string()
+        }),
     })
     .into_response()
 }

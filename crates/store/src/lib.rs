@@ -9,12 +9,14 @@
 //! so the two engines hold the same data.
 
 mod redis_engine;
+mod redis_queue;
 mod sqlite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use redis_engine::RedisStore;
+pub use redis_queue::{Claim, RedisQueue};
 pub use sqlite::SqliteStore;
 
 /// Why a store call failed. The message names the store (its file or

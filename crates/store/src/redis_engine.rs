@@ -59,15 +59,22 @@ impl RedisStore {
         })
     }
 
-    fn hash(ns: &str) -> String {
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub(crate) fn hash(ns: &str) -> String {
         format!("ytdlp-host:kv:{ns}")
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<R>) -> Result<R> {
+    pub(crate) fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<R>,
+    ) -> Result<R> {
         self.raw(f).map_err(|e| self.err(e))
     }
 
-    fn raw<R>(
+    pub(crate) fn raw<R>(
         &self,
         f: impl FnOnce(&mut Connection) -> redis::RedisResult<R>,
     ) -> redis::RedisResult<R> {
@@ -88,7 +95,7 @@ impl RedisStore {
         r
     }
 
-    fn err(&self, e: redis::RedisError) -> StoreError {
+    pub(crate) fn err(&self, e: redis::RedisError) -> StoreError {
         // The error's text may quote the URL; say only what kind it was.
         let what = if e.is_timeout() {
             "timed out".to_string()

@@ -14,7 +14,7 @@ use super::State;
 use crate::downloader::{DownloadRequest, DownloadResult};
 
 /// The store's namespace for the queue.
-const NS: &str = "serve/queue";
+pub(super) const NS: &str = "serve/queue";
 
 /// One download as the store keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +53,20 @@ impl Journal {
     pub fn save(&self, rec: &Saved) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(rec).expect("plain data serialises");
         self.store.set(NS, &rec.id, &bytes)
+    }
+
+    /// One download's record, and its bytes (for a compare-and-swap).
+    pub fn get(&self, id: &str) -> Result<Option<(Saved, Vec<u8>)>, StoreError> {
+        Ok(self
+            .store
+            .get(NS, id)?
+            .and_then(|b| Some((serde_json::from_slice::<Saved>(&b).ok()?, b))))
+    }
+
+    /// Writes `rec` if the record is still `old`; false if it changed.
+    pub fn replace(&self, old: &[u8], rec: &Saved) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(rec).expect("plain data serialises");
+        self.store.compare_and_swap(NS, &rec.id, Some(old), &bytes)
     }
 
     pub fn forget(&self, id: &str) {
