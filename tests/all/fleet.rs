@@ -282,6 +282,7 @@ fn a_redis_outage_loses_nothing_acknowledged() {
     assert_eq!(counts.len(), 31);
 }
 
+#[cfg(feature = "bench")]
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -290,6 +291,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// BENCHMARKS.md "Fleet on Redis": `n` short downloads over 1, 2 and 3
 /// hosts (3 at once each), median of 3 runs; and the POST latency of one
 /// host on SQLite and on Redis.
+#[cfg(feature = "bench")]
 #[test]
 #[ignore = "a benchmark (BENCHMARKS.md); needs yt-dlp, tinyproxy and redis-server"]
 fn bench_fleet_throughput_and_submit_latency() {
