@@ -11,6 +11,32 @@ use std::time::Duration;
 use crate::common::{Env, Run, harness};
 use harness::{MediaServer, redis, tinyproxy};
 
+/// `download --json -a BATCH` of `urls` in a new host process, files to
+/// `out`.
+fn spawn_batch(
+    env: &Env,
+    config: &std::path::Path,
+    name: &str,
+    urls: &[String],
+    out: &std::path::Path,
+) -> Child {
+    let batch = env.path().join(format!("{name}.txt"));
+    std::fs::write(&batch, urls.join("\n") + "\n").unwrap();
+    env.cmd()
+        .arg("--config")
+        .arg(config)
+        .arg("download")
+        .arg("--json")
+        .arg("-o")
+        .arg(out.join("%(id)s.%(ext)s"))
+        .arg("-a")
+        .arg(&batch)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `n` host processes at once, each `download -a` of its own `per` URLs
 /// through one tinyproxy; returns the env and the proxy's URL.
 fn concurrent_batches(n: usize, per: usize, store: &str) -> (Env, String, MediaServer) {
@@ -24,26 +50,11 @@ fn concurrent_batches(n: usize, per: usize, store: &str) -> (Env, String, MediaS
     assert!(warm.ok(), "{}", warm.dump());
     let children: Vec<(Child, PathBuf)> = (0..n)
         .map(|p| {
-            let batch = env.path().join(format!("batch-{p}.txt"));
             let urls: Vec<String> = (0..per)
                 .map(|i| media.url(&format!("/v/p{p}-{i}.mp4")))
                 .collect();
-            std::fs::write(&batch, urls.join("\n") + "\n").unwrap();
             let out = env.path().join(format!("out-{p}"));
-            let child = env
-                .cmd()
-                .arg("--config")
-                .arg(&config)
-                .arg("download")
-                .arg("--json")
-                .arg("-o")
-                .arg(out.join("%(id)s.%(ext)s"))
-                .arg("-a")
-                .arg(&batch)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let child = spawn_batch(&env, &config, &format!("batch-{p}"), &urls, &out);
             (child, out)
         })
         .collect();
@@ -248,4 +259,51 @@ fn serve_killed_with_50_queued_and_4_running_finishes_all_54_after_a_restart() {
     // A new download gets an id of its own, after the restored ones.
     let new = svc.submit(&media.url("/v/after.mp4"));
     assert!(!ids.contains(&new));
+}
+
+/// A site's pace (`site_rate`) is one budget for every process on the
+/// store: two batches at once get 2 handouts in the minute between them,
+/// not 2 each (the rest fail under policy `fail`, none goes direct).
+#[test]
+#[ignore = "needs yt-dlp and tinyproxy (bash .ci/run installs them)"]
+fn a_site_pace_is_one_budget_for_concurrent_processes() {
+    let media = MediaServer::start();
+    let proxy = tinyproxy(None);
+    let env = Env::new();
+    let config = env.write_config(&format!(
+        "proxies = [\"{}\"]\non_no_proxy = \"fail\"\n\
+         [plugins.memory.options]\nsite_rate = \"127.0.0.1=2/60s\"\n",
+        proxy.url("http")
+    ));
+    let warm = env.run(&["--config", config.to_str().unwrap(), "plugins", "list"]);
+    assert!(warm.ok(), "{}", warm.dump());
+    let children: Vec<Child> = (0..2)
+        .map(|p| {
+            let urls: Vec<String> = (0..3)
+                .map(|i| media.url(&format!("/v/paced{p}-{i}.mp4")))
+                .collect();
+            spawn_batch(&env, &config, &format!("paced-{p}"), &urls, &env.out_dir())
+        })
+        .collect();
+    let (mut done, mut failed) = (0, 0);
+    for child in children {
+        let run = Run {
+            output: child.wait_with_output().unwrap(),
+        };
+        for r in run.json_lines() {
+            match r["status"].as_str() {
+                Some("done") => done += 1,
+                Some("failed") => {
+                    assert!(
+                        r["attempts"].as_array().unwrap().is_empty(),
+                        "refused before any run, never direct: {r}"
+                    );
+                    failed += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!((done, failed), (2, 4));
+    assert_eq!(media.requests(), 2 * 2, "two downloads, two requests each");
 }

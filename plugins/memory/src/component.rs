@@ -201,6 +201,21 @@ impl Backend for Memory {
     }
 
     fn get_proxy(&mut self, request: &Request, _options: &Options) -> Result<Proxy, GetProxyError> {
+        if let Keep::Shared(shared) = &mut self.keep {
+            let now = now_ms();
+            match shared.pick(&mut self.engine, now, request) {
+                Ok(r) => return r.map_err(Into::into),
+                Err(e) if !self.warned => {
+                    eprintln!("cannot save proxy health: {e}");
+                    self.warned = true;
+                }
+                Err(_) => {}
+            }
+            // From this process's view, as `with` does.
+            let r = self.engine.next_for(now, request);
+            let _ = self.engine.take_dirty();
+            return r.map_err(Into::into);
+        }
         self.with(
             |e, now| e.next_for(now, request),
             |r| r.as_ref().ok().map(|p| p.id.clone()),

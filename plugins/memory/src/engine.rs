@@ -1585,6 +1585,41 @@ impl Engine {
         p.handouts.push_back(t);
     }
 
+    /// The configured pacing of `site` (`site_rate`), if any.
+    pub fn site_rate(&self, site: &str) -> Option<Rate> {
+        self.rate_for(site)
+    }
+
+    /// The handout times of the proxy `id` for `site` kept for pacing,
+    /// oldest first.
+    pub fn handouts(&self, site: &str, id: &str) -> Vec<u64> {
+        self.find(id)
+            .and_then(|i| self.sites.get(site)?.pairs.get(&i))
+            .map_or_else(Vec::new, |p| p.handouts.iter().copied().collect())
+    }
+
+    /// Replaces the handout times of (`site`, `id`) with `times` (what
+    /// every process sharing the store handed out), the last `site_rate`
+    /// many within its window kept.
+    pub fn set_handouts(&mut self, site: &str, id: &str, mut times: Vec<u64>, now: u64) {
+        let (Some(i), Some(rate)) = (self.find(id), self.rate_for(site)) else {
+            return;
+        };
+        times.sort_unstable();
+        times.retain(|&t| t.saturating_add(rate.window_ms) > now);
+        let skip = times.len().saturating_sub(rate.n as usize);
+        if times.is_empty()
+            && !self
+                .sites
+                .get(site)
+                .is_some_and(|s| s.pairs.contains_key(&i))
+        {
+            return;
+        }
+        let st = self.sites.entry(site.into()).or_default();
+        st.pairs.entry(i).or_default().handouts = times.into_iter().skip(skip).collect();
+    }
+
     /// The proxy at `i` as the contract hands it out.
     fn proxy(&self, i: u32) -> Proxy {
         let e = &self.entries[i as usize];

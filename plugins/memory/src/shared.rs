@@ -35,6 +35,11 @@ fn rec_key(id: &str) -> String {
     format!("rec/{id}")
 }
 
+/// Handout times of a proxy for a paced site, every process's.
+fn pace_key(site: &str, id: &str) -> String {
+    format!("pace/{site}/{id}")
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("plain data serialises")
 }
@@ -248,6 +253,67 @@ impl<K: KeyValue> Shared<K> {
                 Err(e) => return Err(e.into_kv()),
             }
         }
+    }
+
+    /// Chooses a proxy for `request` (as [`Shared::run`] with
+    /// `next_for`). At a site with a configured pace (`site_rate`), the
+    /// budget is the store's: every process's handouts of each proxy for
+    /// the site (`pace/SITE/ID`) are read first, and the handout is
+    /// claimed by compare-and-swap; one another process took first makes
+    /// the choice run again.
+    pub fn pick(
+        &mut self,
+        engine: &mut Engine,
+        now: u64,
+        request: &ytdlp_plugin_sdk::Request,
+    ) -> KvResult<Result<ytdlp_plugin_sdk::Proxy, ytdlp_plugin_sdk::NoProxy>> {
+        let site = request.site.domain.as_str();
+        let choose = |e: &mut Engine| e.next_for(now, request);
+        let chosen = |r: &Result<ytdlp_plugin_sdk::Proxy, _>| r.as_ref().ok().map(|p| p.id.clone());
+        let Some(rate) = engine.site_rate(site).filter(|_| !site.is_empty()) else {
+            return self.run(engine, now, choose, chosen);
+        };
+        let fresh = |times: &[u64]| -> Vec<u64> {
+            times
+                .iter()
+                .copied()
+                .filter(|t| t.saturating_add(rate.window_ms) > now)
+                .collect()
+        };
+        for _ in 0..MAX_TRIES {
+            self.sync(engine, now)?;
+            let ids: Vec<String> = engine.records().into_iter().map(|r| r.id).collect();
+            let keys: Vec<String> = ids.iter().map(|id| pace_key(site, id)).collect();
+            for (id, v) in ids.iter().zip(self.kv.get_many(&keys)?) {
+                let times: Vec<u64> = match v {
+                    Some(v) => decode(&v, &pace_key(site, id))?,
+                    None => Vec::new(),
+                };
+                engine.set_handouts(site, id, times, now);
+            }
+            let r = self.run(engine, now, choose, chosen)?;
+            let Ok(p) = &r else { return Ok(r) };
+            let key = pace_key(site, &p.id);
+            let cur = self.kv.get(&key)?;
+            let mut times = match &cur {
+                Some(v) => fresh(&decode::<Vec<u64>>(v, &key)?),
+                None => Vec::new(),
+            };
+            if times.len() < rate.n as usize {
+                times.push(now);
+                if self
+                    .kv
+                    .compare_and_swap(&key, cur.as_deref(), &json(&times))?
+                {
+                    return Ok(r);
+                }
+            }
+            // Another process used the budget since it was read: choose
+            // again on what is stored.
+        }
+        Err(KvError::Other(format!(
+            "lost the race for {site}'s pacing budget {MAX_TRIES} times in a row"
+        )))
     }
 
     /// Writes the engine's changes; `Err(Lost)` when `primary`'s record
@@ -577,6 +643,40 @@ mod tests {
                 .unwrap();
             assert_ne!(p.id, bad, "pick {n}");
         }
+    }
+
+    /// A paced site's budget is the store's: two instances together hand
+    /// each proxy out `site_rate` times per window, not that many each.
+    #[test]
+    fn a_site_pace_is_one_budget_for_every_instance() {
+        let kv = Rc::new(MemoryBucket::default());
+        let opts = [("site_rate", "example.com=2/60s")];
+        let (mut a, mut sa) = instance(&kv, &opts);
+        let (mut b, mut sb) = instance(&kv, &opts);
+        let mut req = Request::default();
+        req.site.domain = "example.com".into();
+        req.site.host = "www.example.com".into();
+        let mut handed = 0;
+        let mut refused = 0;
+        for n in 0..20u64 {
+            let (e, s) = if n % 2 == 0 {
+                (&mut a, &mut sa)
+            } else {
+                (&mut b, &mut sb)
+            };
+            match s.pick(e, 2_000 + n, &req).unwrap() {
+                Ok(_) => handed += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        // Three proxies, two handouts each in the minute, for both.
+        assert_eq!((handed, refused), (6, 14));
+        // Another site is not paced by it.
+        let mut other = Request::default();
+        other.site.domain = "other.org".into();
+        assert!(sa.pick(&mut a, 2_100, &other).unwrap().is_ok());
+        // A minute later the budget is back.
+        assert!(sb.pick(&mut b, 62_001, &req).unwrap().is_ok());
     }
 
     #[test]
