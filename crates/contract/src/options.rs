@@ -84,6 +84,18 @@ where
     }
 }
 
+/// `value` of option `key` as a fraction from 0 to 1, or the typed
+/// refusal.
+pub fn fraction(key: &str, value: &str) -> Result<f64, crate::PluginError> {
+    let v = value.trim();
+    v.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| {
+            crate::PluginError::invalid(key, format!("`{v}` is not a fraction from 0 to 1"))
+        })
+}
+
 /// `value` of option `key` as a boolean (as [`parse_bool`]), or the typed
 /// refusal.
 pub fn flag(key: &str, value: &str) -> Result<bool, crate::PluginError> {

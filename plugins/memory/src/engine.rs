@@ -77,11 +77,13 @@ use serde::{Deserialize, Serialize};
 /// contract's own (through the SDK).
 pub use ytdlp_plugin_sdk::FailureKind as Kind;
 pub use ytdlp_plugin_sdk::Rate;
-use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
+use ytdlp_plugin_sdk::contract::limits::{MAX_PROXY_TIMEOUT_MS, MAX_WINDOW_MS};
 pub use ytdlp_plugin_sdk::{
     NoProxy, PluginError, Proxy, ProxyEntry, ProxyMeta, ProxyState, ProxyStats as Stat, Request,
 };
-use ytdlp_plugin_sdk::{flag, is_host_key, num, parse_entry, parse_site_rate, window_text};
+use ytdlp_plugin_sdk::{
+    flag, fraction, is_host_key, num, parse_entry, parse_site_rate, window_text,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
@@ -606,9 +608,6 @@ pub struct Engine {
     live: usize,
 }
 
-/// Longest backoff, ban or cooldown an option may set: 30 days.
-const MAX_WINDOW_MS: u64 = 30 * 24 * 3_600_000;
-
 /// Every option the engine reads (all at `init`): key, help, repeated,
 /// secret. `describe` lists them and [`Init::parse`] refuses any other.
 pub const OPTIONS: &[(&str, &str, bool, bool)] = &[
@@ -776,18 +775,7 @@ impl Init {
                 "site_ban_base_ms" => s.site_ban_base_ms = num(key, v, 0, MAX_WINDOW_MS)?,
                 "site_ban_cap_ms" => cap = Some(num(key, v, 0, MAX_WINDOW_MS)?),
                 "site_ban_ms" => old_ban = Some(num(key, v, 0, MAX_WINDOW_MS)?),
-                "site_ban_jitter" => {
-                    s.site_ban_jitter = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|j| (0.0..=1.0).contains(j))
-                        .ok_or_else(|| {
-                            PluginError::invalid(
-                                key,
-                                format!("`{v}` is not a fraction from 0 to 1"),
-                            )
-                        })?
-                }
+                "site_ban_jitter" => s.site_ban_jitter = fraction(key, v)?,
                 "site_rate" => {
                     let (domain, rate) = parse_site_rate(key, v, &[])?;
                     s.site_rates.insert(domain.into(), rate);

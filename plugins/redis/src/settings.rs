@@ -7,8 +7,8 @@ use std::time::Duration;
 
 /// Failure kinds: the contract's (through the SDK).
 pub use ytdlp_plugin_sdk::FailureKind as Kind;
-use ytdlp_plugin_sdk::contract::limits::MAX_PROXY_TIMEOUT_MS;
-use ytdlp_plugin_sdk::{OptionInfo, PluginError, PluginInfo, is_host_key, num};
+use ytdlp_plugin_sdk::contract::limits::{MAX_PROXY_TIMEOUT_MS, MAX_WINDOW_MS};
+use ytdlp_plugin_sdk::{OptionInfo, PluginError, PluginInfo, fraction, is_host_key, num};
 
 /// How `get-proxy` chooses among the usable proxies of a pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,9 +103,6 @@ impl Default for Settings {
     }
 }
 
-/// Longest ban or sticky time an option may set: 30 days.
-const MAX_WINDOW_MS: u64 = 30 * 24 * 3_600_000;
-
 /// What `describe` answers: every option, all of which may also be given
 /// per download (they are parsed again over the init values at each call).
 pub fn describe() -> PluginInfo {
@@ -191,18 +188,7 @@ impl Settings {
                 "site_ban_base_ms" => s.site_ban_base_ms = num(key, v, 0, MAX_WINDOW_MS)?,
                 "site_ban_cap_ms" => cap = Some(num(key, v, 0, MAX_WINDOW_MS)?),
                 "site_ban_ms" => old_ban = Some(num(key, v, 0, MAX_WINDOW_MS)?),
-                "site_ban_jitter" => {
-                    s.site_ban_jitter = v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|j| (0.0..=1.0).contains(j))
-                        .ok_or_else(|| {
-                            PluginError::invalid(
-                                key,
-                                format!("`{v}` is not a fraction from 0 to 1"),
-                            )
-                        })?
-                }
+                "site_ban_jitter" => s.site_ban_jitter = fraction(key, v)?,
                 "site_rate" => {
                     let (domain, rate) = parse_site_rate(v)?;
                     s.site_rates.insert(domain, rate);

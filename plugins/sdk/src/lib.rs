@@ -85,7 +85,7 @@ pub use rate::{Rate, parse_site_rate, window_text};
 // the host: requests, failure kinds and details, proxy metadata and states,
 // typed refusals, options and their parsing helpers, limits, proxy lists.
 pub use ytdlp_contract::options::{
-    flag, is_host_key, num, opt, opt_all, parse_bool, parse_num, unknown,
+    flag, fraction, is_host_key, num, opt, opt_all, parse_bool, parse_num, unknown,
 };
 pub use ytdlp_contract::proxy_list::{ProxyEntry, parse_entry};
 pub use ytdlp_contract::{

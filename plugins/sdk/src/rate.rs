@@ -3,8 +3,7 @@
 
 use crate::PluginError;
 
-/// Longest window a rate may have: 30 days.
-const MAX_WINDOW_MS: u64 = 30 * 24 * 3_600_000;
+use ytdlp_contract::limits::MAX_WINDOW_MS;
 
 /// A pacing budget: a (proxy, site) pair is handed out at most `n` times
 /// in any sliding window of `window_ms`.
