@@ -9,8 +9,7 @@
 //! its answer, and carries the earliest `retry-at` any of them gave (so
 //! policy `wait` sleeps until the first of them can serve again).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use ytdlp_contract::options::is_host_key;
 use ytdlp_contract::proxy_list::ProxyEntry;
@@ -32,20 +31,7 @@ pub struct Link {
 pub struct ChainSource {
     name: String,
     links: Vec<Link>,
-    owners: Mutex<Owners>,
 }
-
-/// Who handed out each choice still alive: keyed by the choice's address,
-/// with a weak reference so that a freed address reused by another choice
-/// is told apart. Dead entries are swept when the map has doubled.
-#[derive(Default)]
-struct Owners {
-    by_addr: HashMap<usize, (Weak<ProxyChoice>, usize)>,
-    sweep_at: usize,
-}
-
-/// Smallest size at which the owners map is swept.
-const SWEEP_MIN: usize = 64;
 
 impl ChainSource {
     /// `links` in the order they are asked; the chain is named after them
@@ -56,11 +42,7 @@ impl ChainSource {
             .map(|l| l.source.name())
             .collect::<Vec<_>>()
             .join("+");
-        ChainSource {
-            name,
-            links,
-            owners: Mutex::new(Owners::default()),
-        }
+        ChainSource { name, links }
     }
 
     pub fn links(&self) -> &[Link] {
@@ -78,26 +60,15 @@ impl ChainSource {
         merge_options(&link.options, &routed)
     }
 
-    fn own(&self, choice: &Arc<ProxyChoice>, i: usize) {
-        let mut o = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-        o.by_addr
-            .insert(Arc::as_ptr(choice) as usize, (Arc::downgrade(choice), i));
-        if o.by_addr.len() >= o.sweep_at.max(SWEEP_MIN) {
-            o.by_addr.retain(|_, (w, _)| w.strong_count() > 0);
-            o.sweep_at = 2 * o.by_addr.len();
-        }
-    }
-
-    /// The backend that handed `choice` out, and its options for a report;
-    /// a choice the chain did not hand out goes to the first.
-    fn owner(&self, choice: &Arc<ProxyChoice>, options: &Options) -> (&dyn ProxySource, Options) {
-        let i = {
-            let o = self.owners.lock().unwrap_or_else(|p| p.into_inner());
-            match o.by_addr.get(&(Arc::as_ptr(choice) as usize)) {
-                Some((w, i)) if w.upgrade().is_some_and(|c| Arc::ptr_eq(&c, choice)) => *i,
-                _ => 0,
-            }
-        };
+    /// The backend that handed `choice` out (each choice names its
+    /// plugin), and its options for a report; a choice no link handed out
+    /// (one the host made up) goes to the first.
+    fn owner(&self, choice: &ProxyChoice, options: &Options) -> (&dyn ProxySource, Options) {
+        let i = self
+            .links
+            .iter()
+            .position(|l| l.source.name() == choice.backend)
+            .unwrap_or(0);
         (self.links[i].source.as_ref(), self.options_for(i, options))
     }
 
@@ -176,7 +147,6 @@ impl ProxySource for ChainSource {
                                 reasons(&errors)
                             );
                         }
-                        self.own(&choice, i);
                         return Ok(choice);
                     }
                     Err(e) => errors.push(e),

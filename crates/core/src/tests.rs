@@ -95,6 +95,15 @@ fn choice(url: &str, meta: &str) -> Arc<ProxyChoice> {
         url,
         timeout_ms: 5000,
         meta,
+        backend: String::new(),
+    })
+}
+
+/// `c` as the scripted source `name` hands it out.
+fn from(name: &str, c: Arc<ProxyChoice>) -> Arc<ProxyChoice> {
+    Arc::new(ProxyChoice {
+        backend: name.to_string(),
+        ..(*c).clone()
     })
 }
 
@@ -123,8 +132,8 @@ impl ProxySource for ScriptedSource {
         let plugin = self.name().to_string();
         Box::pin(async move {
             match answer {
-                Some(Answer::Proxy(url)) => Ok(choice(url, "")),
-                Some(Answer::ProxyIn(url, meta)) => Ok(choice(url, meta)),
+                Some(Answer::Proxy(url)) => Ok(from(&plugin, choice(url, ""))),
+                Some(Answer::ProxyIn(url, meta)) => Ok(from(&plugin, choice(url, meta))),
                 Some(Answer::Hang) => {
                     let _guard = SetOnDrop(dropped);
                     std::future::pending().await

@@ -154,6 +154,9 @@ pub struct ProxyChoice {
     pub url: ProxyUrl,
     pub timeout_ms: u32,
     pub meta: ProxyMeta,
+    /// The plugin that handed it out, so a report finds its way back
+    /// (several backends at once); empty for one the host made up.
+    pub backend: String,
 }
 
 impl ProxyChoice {
@@ -165,6 +168,7 @@ impl ProxyChoice {
             url,
             timeout_ms: 1000,
             meta: ProxyMeta::default(),
+            backend: String::new(),
         })
     }
 }
@@ -679,6 +683,7 @@ impl Backend {
             url,
             timeout_ms: proxy.timeout_ms,
             meta: ProxyMeta::default(),
+            backend: self.plugin.name.clone(),
         }))
     }
 
@@ -743,6 +748,7 @@ impl Backend {
             url,
             timeout_ms: proxy.timeout_ms,
             meta,
+            backend: self.plugin.name.clone(),
         });
         if self.seen.len() >= MAX_SEEN {
             self.seen.clear();

@@ -227,6 +227,7 @@ fn unknown_proxy() -> Arc<ProxyChoice> {
         url,
         timeout_ms: 1000,
         meta: ProxyMeta::default(),
+        backend: String::new(),
     })
 }
 

@@ -138,6 +138,7 @@ pub(crate) async fn report(
         url: entry.url,
         timeout_ms: 1000,
         meta: ProxyMeta::default(),
+        backend: String::new(),
     });
     let options = builder.call_options();
     let req = ytdlp_host_core::first_request("", "proxies-report", Default::default());
